@@ -1,0 +1,137 @@
+//! Durable, ordered room history: the [`History`] trait and its backends.
+//!
+//! A backend stores chat messages per room and gives each the room's next sequence number. It is called by
+//! one writer only (the [`crate::relay`]), which hands it whole batches so that one commit (one fsync)
+//! covers many messages; reads for replay come from any connection, concurrently.
+//!
+//! Backends: [`sqlite::SqliteHistory`] (the embedded default). A Redis Streams backend for several nodes is
+//! planned to slot in here behind the same trait.
+
+pub mod sqlite;
+
+use futures_util::future::BoxFuture;
+use shared::{ChatText, ClientMsgId, RoomId, Seq, ServerMessage, Timestamp, UserName};
+use std::time::Duration;
+
+/// A chat message to store.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    /// The room it goes to.
+    pub room: RoomId,
+    /// Its author, as authenticated.
+    pub sender: UserName,
+    /// What was said.
+    pub text: ChatText,
+    /// The author's id for it, used to store it once however often it is sent.
+    pub client_id: Option<ClientMsgId>,
+}
+
+/// A message as stored.
+#[derive(Debug, Clone)]
+pub struct StoredMessage {
+    /// The room it belongs to.
+    pub room: RoomId,
+    /// Its position in the room.
+    pub seq: Seq,
+    /// Its author.
+    pub sender: UserName,
+    /// What was said.
+    pub text: ChatText,
+    /// When it was stored.
+    pub timestamp: Timestamp,
+    /// The author's id for it.
+    pub client_id: Option<ClientMsgId>,
+}
+
+impl StoredMessage {
+    /// The `chat` frame that relays or replays this message.
+    pub fn into_frame(self) -> ServerMessage {
+        ServerMessage::Chat {
+            sender: self.sender,
+            text: self.text,
+            timestamp: self.timestamp,
+            room: self.room,
+            seq: self.seq,
+            id: self.client_id,
+        }
+    }
+}
+
+/// The outcome of storing one [`NewMessage`].
+#[derive(Debug, Clone)]
+pub enum Appended {
+    /// Stored now, as this message.
+    New(StoredMessage),
+    /// The same sender already stored this client id in this room: nothing was stored; this is the original.
+    Duplicate(StoredMessage),
+}
+
+/// One page of a room's history after some `seq`.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    /// Messages with `seq` above the one asked for, in order.
+    pub messages: Vec<StoredMessage>,
+    /// The room's newest `seq` (0 if it never had a message).
+    pub head: Seq,
+    /// The oldest `seq` still retained (`head + 1` when none is).
+    pub first_retained: Seq,
+}
+
+/// How long history is kept.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// Messages kept per room (0: no limit).
+    pub count: u64,
+    /// Maximum age (zero: no limit).
+    pub age: Duration,
+}
+
+/// Storage failures. Nothing is acknowledged when one happens.
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    /// The SQLite backend failed.
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The data directory could not be prepared.
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A blocking storage task panicked or was cancelled.
+    #[error("storage task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    /// A stored row does not hold valid protocol values (the database was edited by hand?).
+    #[error("corrupt row in {room}: {detail}")]
+    Corrupt {
+        /// The room of the row.
+        room: String,
+        /// What is wrong.
+        detail: String,
+    },
+}
+
+/// A history backend. Appends come from a single caller at a time; reads from anywhere.
+pub trait History: Send + Sync + std::fmt::Debug + 'static {
+    /// Stores `batch` atomically, in order, at time `now`: each message either gets its room's next `seq`
+    /// or, when its sender already stored its client id in that room, is reported as a duplicate. When this
+    /// returns `Ok`, every new message is durable.
+    fn append_batch(
+        &self,
+        batch: Vec<NewMessage>,
+        now: Timestamp,
+    ) -> BoxFuture<'_, Result<Vec<Appended>, HistoryError>>;
+
+    /// Up to `limit` messages of `room` with `seq > since`, in order, plus the room's bounds.
+    fn read_since(
+        &self,
+        room: RoomId,
+        since: Seq,
+        limit: usize,
+    ) -> BoxFuture<'_, Result<Page, HistoryError>>;
+
+    /// Deletes what `retention` no longer keeps, as of `now`; returns how many messages went.
+    fn prune(&self, retention: Retention, now: Timestamp) -> BoxFuture<'_, Result<u64, HistoryError>>;
+}

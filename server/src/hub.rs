@@ -1,0 +1,111 @@
+//! Who is in which room on this node, and fan-out to them.
+//!
+//! The hub maps each room to the mailboxes of the connections in it. Publishing a message takes the
+//! room's members under a read lock (never held across an await) and pushes the same [`Published`] — one
+//! allocation, one serialization — into every member's [`Mailbox`] except the sender's. A full mailbox never
+//! blocks the others: the slow connection is told to close instead (see [`crate::mailbox`]).
+
+use crate::mailbox::{Mailbox, Outbound, Published};
+use shared::RoomId;
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard},
+};
+
+/// A connection's id, unique within this node's lifetime.
+pub type ConnId = u64;
+
+/// Room membership of this node's connections.
+#[derive(Debug, Default)]
+pub struct Hub {
+    rooms: RwLock<HashMap<RoomId, Vec<(ConnId, Mailbox)>>>,
+}
+
+impl Hub {
+    fn read(&self) -> RwLockReadGuard<'_, HashMap<RoomId, Vec<(ConnId, Mailbox)>>> {
+        self.rooms.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, HashMap<RoomId, Vec<(ConnId, Mailbox)>>> {
+        self.rooms.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds connection `conn` to `room` (no-op if already there).
+    pub fn join(&self, room: &RoomId, conn: ConnId, mailbox: &Mailbox) {
+        let mut rooms = self.write();
+        let members = rooms.entry(room.clone()).or_default();
+        if !members.iter().any(|(c, _)| *c == conn) {
+            members.push((conn, mailbox.clone()));
+        }
+    }
+
+    /// Removes connection `conn` from `room`; forgets the room when it empties.
+    pub fn leave(&self, room: &RoomId, conn: ConnId) {
+        let mut rooms = self.write();
+        if let Some(members) = rooms.get_mut(room) {
+            members.retain(|(c, _)| *c != conn);
+            if members.is_empty() {
+                rooms.remove(room);
+            }
+        }
+    }
+
+    /// Delivers `message` to every connection in its room except `except`.
+    pub fn publish(&self, message: &Arc<Published>, except: ConnId) {
+        let rooms = self.read();
+        let Some(members) = rooms.get(&message.room) else {
+            return;
+        };
+        for (conn, mailbox) in members {
+            if *conn != except {
+                mailbox.push(Outbound::Delivery(Arc::clone(message)));
+            }
+        }
+    }
+
+    /// How many connections are in `room`.
+    pub fn member_count(&self, room: &RoomId) -> usize {
+        self.read().get(room).map_or(0, Vec::len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mailbox::mailbox;
+
+    fn published(room: &RoomId, seq: u64) -> Arc<Published> {
+        Arc::new(Published {
+            room: room.clone(),
+            seq,
+            frame: "{}".into(),
+        })
+    }
+
+    #[tokio::test]
+    async fn publish_skips_the_sender_and_other_rooms() {
+        let hub = Hub::default();
+        let lobby = RoomId::lobby();
+        let dev = RoomId::new("dev").expect("room");
+        let (a, mut ra) = mailbox(1024);
+        let (b, mut rb) = mailbox(1024);
+        let (c, mut rc) = mailbox(1024);
+        hub.join(&lobby, 1, &a);
+        hub.join(&lobby, 2, &b);
+        hub.join(&lobby, 2, &b);
+        hub.join(&dev, 3, &c);
+        assert_eq!(hub.member_count(&lobby), 2);
+
+        hub.publish(&published(&lobby, 1), 1);
+        assert!(ra.try_recv().is_none());
+        assert!(matches!(rb.try_recv(), Some(Outbound::Delivery(p)) if p.seq == 1));
+        assert!(rb.try_recv().is_none(), "joined twice, delivered once");
+        assert!(rc.try_recv().is_none());
+
+        hub.leave(&lobby, 2);
+        hub.publish(&published(&lobby, 2), 1);
+        assert!(rb.try_recv().is_none());
+        hub.leave(&lobby, 1);
+        assert_eq!(hub.member_count(&lobby), 0);
+    }
+}

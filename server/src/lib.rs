@@ -1,0 +1,93 @@
+//! The chat relay server.
+//!
+//! How one chat message travels through this crate:
+//!
+//! 1. [`ws`] accepts `GET /ws` (identity, limits) and starts a [`ws::session`] task per connection.
+//! 2. The session decodes the frame once ([`shared::decode_client`]) and submits it to the [`relay`].
+//! 3. The relay stores a batch of messages in the [`history`] (one commit), which assigns each its room's
+//!    next `seq`; only then does it publish them, in order.
+//! 4. The [`hub`] pushes the one serialized frame into the [`mailbox`] of every other connection in the
+//!    room, and the relay pushes an `ack` into the sender's.
+//! 5. Each session writes its mailbox to its socket, dropping anything a replay already sent.
+//!
+//! [`run`] wires it together and owns shutdown: on the signal it stops accepting, tells every session to
+//! close with 1001, waits for them, and lets the relay store what is still queued.
+
+pub mod config;
+pub mod history;
+pub mod http;
+pub mod hub;
+pub mod identity;
+pub mod mailbox;
+pub mod node;
+pub mod relay;
+pub mod ws;
+
+pub use config::Config;
+
+use history::{History, Retention, sqlite::SqliteHistory};
+use hub::Hub;
+use identity::Tokens;
+use node::Node;
+use std::{future::Future, net::SocketAddr, sync::Arc};
+use tokio::net::TcpListener;
+
+/// Why the server could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The history store could not be opened.
+    #[error(transparent)]
+    History(#[from] history::HistoryError),
+    /// The token key could not be loaded.
+    #[error(transparent)]
+    Identity(#[from] identity::IdentityError),
+    /// Serving failed.
+    #[error("serving: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Serves `listener` until `shutdown` completes, then shuts down gracefully.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let history: Arc<dyn History> = Arc::new(SqliteHistory::open(&config.data_dir)?);
+    let tokens = Tokens::load_or_create(&config.data_dir, config.token_secret.as_deref())?;
+    let hub = Arc::new(Hub::default());
+    let retention = Retention {
+        count: config.retention_count,
+        age: config.retention_age,
+    };
+    let (relay, relay_task) = relay::spawn(Arc::clone(&history), Arc::clone(&hub), retention);
+    let grace = config.shutdown_grace;
+    let node = Node::new(config, hub, history, relay, tokens);
+
+    let stop = node.shutdown.clone();
+    let service = http::router(node.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
+    axum::serve(listener, service)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: closing connections");
+            stop.cancel();
+        })
+        .await?;
+
+    // No new connections now. Sessions saw the cancellation and are closing with 1001.
+    node.sessions.close();
+    if tokio::time::timeout(grace, node.sessions.wait()).await.is_err() {
+        tracing::warn!(remaining = node.sessions.len(), "sessions still open after the grace period");
+    }
+    // Dropping the last relay handle lets the relay store what is queued and stop.
+    drop(node);
+    if let Err(e) = relay_task.await {
+        tracing::error!(error = %e, "relay task failed");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,75 @@
+//! One running server instance and the parts its connections share.
+//!
+//! A [`Node`] is cheap to clone (one `Arc`) and is the state of every HTTP handler and WebSocket session:
+//! configuration, the [`Hub`] of room members, the [`History`] store, the [`RelayHandle`] that stores and
+//! publishes messages, session [`Tokens`], the connection limit, and the shutdown signal.
+
+use crate::{
+    config::Config,
+    history::History,
+    hub::{ConnId, Hub},
+    identity::Tokens,
+    relay::RelayHandle,
+};
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
+};
+use tokio::sync::Semaphore;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+/// The shared state of one server instance.
+#[derive(Debug, Clone)]
+pub struct Node(Arc<NodeInner>);
+
+/// What a [`Node`] holds.
+#[derive(Debug)]
+pub struct NodeInner {
+    /// The configuration it was started with.
+    pub config: Config,
+    /// Room membership of this node's connections.
+    pub hub: Arc<Hub>,
+    /// Durable room history.
+    pub history: Arc<dyn History>,
+    /// Where chat messages go to be stored and published.
+    pub relay: RelayHandle,
+    /// Session token issuing and checking.
+    pub tokens: Tokens,
+    /// One permit per open WebSocket connection.
+    pub connections: Arc<Semaphore>,
+    /// Cancelled when the node begins shutting down; sessions then close with 1001.
+    pub shutdown: CancellationToken,
+    /// Tracks session tasks so that shutdown can wait for them.
+    pub sessions: TaskTracker,
+    next_conn: AtomicU64,
+}
+
+impl Node {
+    /// Assembles a node from its parts.
+    pub fn new(config: Config, hub: Arc<Hub>, history: Arc<dyn History>, relay: RelayHandle, tokens: Tokens) -> Self {
+        let connections = Arc::new(Semaphore::new(config.max_connections));
+        Self(Arc::new(NodeInner {
+            config,
+            hub,
+            history,
+            relay,
+            tokens,
+            connections,
+            shutdown: CancellationToken::new(),
+            sessions: TaskTracker::new(),
+            next_conn: AtomicU64::new(1),
+        }))
+    }
+
+    /// A new connection id.
+    pub fn next_conn_id(&self) -> ConnId {
+        self.0.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+impl std::ops::Deref for Node {
+    type Target = NodeInner;
+    fn deref(&self) -> &NodeInner {
+        &self.0
+    }
+}

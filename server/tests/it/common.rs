@@ -1,0 +1,244 @@
+//! Test harness: start a server in-process (or as a separate process), connect WebSocket clients that
+//! speak only raw JSON (so the tests check the wire contract, not our own types), and read what arrives.
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use server::Config;
+use std::{net::SocketAddr, path::PathBuf, process::Stdio, time::Duration};
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    net::TcpStream,
+    sync::oneshot,
+    task::JoinHandle,
+};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, tungstenite::Message};
+
+/// How long to wait for something that should arrive.
+pub(crate) const WAIT: Duration = Duration::from_secs(10);
+
+/// A server running in this process on a free loopback port, with its own data directory.
+pub(crate) struct TestServer {
+    pub(crate) addr: SocketAddr,
+    pub(crate) dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), server::ServerError>>>,
+}
+
+impl TestServer {
+    pub(crate) async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub(crate) async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = Config::with_data_dir(dir.path());
+        config.static_dir = dir.path().join("static");
+        adjust(&mut config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server::run(listener, config, async {
+            let _ = stopped.await;
+        }));
+        Self {
+            addr,
+            dir,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub(crate) fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    /// Signals shutdown and waits for `run` to return.
+    pub(crate) async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(WAIT, task)
+                .await
+                .expect("server stops in time")
+                .expect("server task")
+                .expect("server ran cleanly");
+        }
+    }
+}
+
+/// The server binary started as a child process (so it can be killed with SIGKILL).
+pub(crate) struct ServerProcess {
+    pub(crate) addr: SocketAddr,
+    child: tokio::process::Child,
+}
+
+impl ServerProcess {
+    pub(crate) async fn start(data_dir: &std::path::Path) -> Self {
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_server"))
+            .args(["--bind", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn server");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let addr = tokio::time::timeout(WAIT, async {
+            while let Some(line) = lines.next_line().await.expect("read stdout") {
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    return rest.split_whitespace().next().expect("addr").parse().expect("socket addr");
+                }
+            }
+            panic!("server exited before listening");
+        })
+        .await
+        .expect("server starts");
+        // Keep draining stdout so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Self { addr, child }
+    }
+
+    pub(crate) fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub(crate) async fn kill9(mut self) {
+        self.child.kill().await.expect("kill");
+    }
+}
+
+/// A WebSocket client that speaks raw JSON.
+pub(crate) struct Client {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// The name the server assigned (from the welcome).
+    pub(crate) user: String,
+    /// The token from the welcome.
+    pub(crate) token: String,
+}
+
+impl Client {
+    /// Connects and reads the welcome.
+    pub(crate) async fn connect(url: &str) -> Self {
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
+        let mut c = Self {
+            ws,
+            user: String::new(),
+            token: String::new(),
+        };
+        let welcome = c.recv().await;
+        assert_eq!(welcome["type"], "status", "first frame is the welcome: {welcome}");
+        assert_eq!(welcome["message"], "Welcome to the chat!");
+        c.user = welcome["user"].as_str().expect("user").to_owned();
+        c.token = welcome["token"].as_str().expect("token").to_owned();
+        c
+    }
+
+    /// Connects as the user of an earlier connection.
+    pub(crate) async fn reconnect(url: &str, token: &str) -> Self {
+        Self::connect(&format!("{url}?token={token}")).await
+    }
+
+    pub(crate) async fn send_text(&mut self, text: impl Into<String>) {
+        self.ws.send(Message::Text(text.into().into())).await.expect("send");
+    }
+
+    pub(crate) async fn send(&mut self, value: Value) {
+        self.send_text(value.to_string()).await;
+    }
+
+    pub(crate) async fn send_raw(&mut self, message: Message) {
+        self.ws.send(message).await.expect("send");
+    }
+
+    /// `chat` with an id and a room.
+    pub(crate) async fn chat(&mut self, room: &str, id: &str, text: &str) {
+        self.send(json!({"type": "chat", "room": room, "id": id, "text": text})).await;
+    }
+
+    /// The next JSON frame (pings are answered and skipped); panics on close or after [`WAIT`].
+    pub(crate) async fn recv(&mut self) -> Value {
+        match self.next_frame(WAIT).await {
+            Some(Frame::Json(v)) => v,
+            Some(Frame::Closed(code)) => panic!("connection closed ({code:?}) while waiting for a frame"),
+            None => panic!("no frame within {WAIT:?}"),
+        }
+    }
+
+    /// The next JSON frame of type `kind`, skipping nothing: any other frame fails the test.
+    pub(crate) async fn expect(&mut self, kind: &str) -> Value {
+        let v = self.recv().await;
+        assert_eq!(v["type"], kind, "expected a {kind} frame, got {v}");
+        v
+    }
+
+    /// Asserts nothing arrives for `quiet`.
+    pub(crate) async fn expect_silence(&mut self, quiet: Duration) {
+        if let Some(frame) = self.next_frame(quiet).await {
+            panic!("expected silence, got {frame:?}");
+        }
+    }
+
+    /// Waits for the server to close the connection and returns the close code.
+    pub(crate) async fn closed(&mut self) -> Option<u16> {
+        loop {
+            match self.next_frame(WAIT).await {
+                Some(Frame::Closed(code)) => return code,
+                Some(Frame::Json(_)) => continue,
+                None => panic!("not closed within {WAIT:?}"),
+            }
+        }
+    }
+
+    async fn next_frame(&mut self, wait: Duration) -> Option<Frame> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let next = tokio::time::timeout_at(deadline, self.ws.next()).await.ok()?;
+            match next {
+                Some(Ok(Message::Text(t))) => {
+                    return Some(Frame::Json(serde_json::from_str(t.as_str()).expect("server sends JSON")));
+                }
+                Some(Ok(Message::Close(frame))) => return Some(Frame::Closed(frame.map(|f| f.code.into()))),
+                Some(Ok(Message::Binary(b))) => panic!("server sent a binary frame: {b:?}"),
+                Some(Ok(_)) => continue, // ping/pong
+                Some(Err(e)) => {
+                    eprintln!("read error: {e}");
+                    return Some(Frame::Closed(None));
+                }
+                None => return Some(Frame::Closed(None)),
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Frame {
+    Json(Value),
+    Closed(Option<u16>),
+}
+
+/// Sends `n` chats with ids `{prefix}-{i}` to `room` and waits for every ack; returns the acked seqs.
+pub(crate) async fn send_acked(client: &mut Client, room: &str, prefix: &str, n: usize) -> Vec<u64> {
+    for i in 0..n {
+        client.chat(room, &format!("{prefix}-{i}"), &format!("{prefix} message {i}")).await;
+    }
+    let mut seqs = Vec::with_capacity(n);
+    for i in 0..n {
+        let ack = client.expect("ack").await;
+        assert_eq!(ack["id"], format!("{prefix}-{i}"));
+        assert_eq!(ack["room"], room);
+        seqs.push(ack["seq"].as_u64().expect("seq"));
+    }
+    seqs
+}
+
+/// A data directory that outlives server processes.
+pub(crate) fn data_dir() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("data");
+    (dir, path)
+}

@@ -1,0 +1,214 @@
+//! Rooms, ordered history, recovery with `since`, idempotent sends, slow consumers.
+
+use crate::common::{Client, TestServer, send_acked};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const QUIET: Duration = Duration::from_millis(300);
+
+async fn join(client: &mut Client, room: &str, since: Option<u64>) {
+    let mut frame = json!({"type": "join", "room": room});
+    if let Some(s) = since {
+        frame["since"] = s.into();
+    }
+    client.send(frame).await;
+}
+
+/// Reads chat frames of `room` up to and including the `joined` frame; returns their seqs.
+async fn replay(client: &mut Client, room: &str) -> (Vec<u64>, Value) {
+    let mut seqs = Vec::new();
+    loop {
+        let m = client.recv().await;
+        match m["type"].as_str() {
+            Some("chat") => {
+                assert_eq!(m["room"], room);
+                seqs.push(m["seq"].as_u64().expect("seq"));
+            }
+            Some("joined") => return (seqs, m),
+            _ => panic!("unexpected frame during replay: {m}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_missed_100_messages_gets_exactly_those_in_order() {
+    let server = TestServer::start().await;
+    let url = server.ws_url();
+    let mut a = Client::connect(&url).await;
+    let mut b = Client::connect(&url).await;
+    join(&mut a, "r", None).await;
+    a.expect("joined").await;
+    join(&mut b, "r", Some(0)).await;
+    assert_eq!(replay(&mut b, "r").await.1["head"], 0);
+
+    let first = send_acked(&mut a, "r", "early", 5).await;
+    assert_eq!(first, vec![1, 2, 3, 4, 5]);
+    for seq in 1..=5 {
+        assert_eq!(b.expect("chat").await["seq"], seq);
+    }
+    let token = b.token.clone();
+    drop(b);
+
+    let missed = send_acked(&mut a, "r", "missed", 100).await;
+    assert_eq!(missed, (6..=105).collect::<Vec<_>>());
+
+    let mut b = Client::reconnect(&url, &token).await;
+    join(&mut b, "r", Some(5)).await;
+    let mut texts = Vec::new();
+    for seq in 6..=105u64 {
+        let m = b.expect("chat").await;
+        assert_eq!(m["seq"], seq);
+        texts.push(m["text"].as_str().expect("text").to_owned());
+    }
+    assert_eq!(texts, (0..100).map(|i| format!("missed message {i}")).collect::<Vec<_>>());
+    assert_eq!(b.expect("joined").await["head"], 105);
+    b.expect_silence(QUIET).await;
+
+    a.chat("r", "live-0", "live").await;
+    a.expect("ack").await;
+    assert_eq!(b.expect("chat").await["seq"], 106, "live follows the replay with no gap");
+}
+
+#[tokio::test]
+async fn joining_during_traffic_has_no_gap_and_no_duplicate() {
+    const N: u64 = 400;
+    let server = TestServer::start().await;
+    let url = server.ws_url();
+    let mut a = Client::connect(&url).await;
+    let sender = tokio::spawn(async move {
+        send_acked(&mut a, "busy", "m", N as usize).await;
+    });
+    let mut b = Client::connect(&url).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    join(&mut b, "busy", Some(0)).await;
+    let mut seqs = Vec::new();
+    let mut joined_at = None;
+    while seqs.last() != Some(&N) {
+        let m = b.recv().await;
+        match m["type"].as_str() {
+            Some("chat") => seqs.push(m["seq"].as_u64().expect("seq")),
+            Some("joined") => joined_at = Some(seqs.len()),
+            _ => panic!("unexpected {m}"),
+        }
+    }
+    assert!(joined_at.is_some(), "joined arrives before the live tail ends");
+    assert_eq!(seqs, (1..=N).collect::<Vec<_>>(), "every seq exactly once, in order");
+    sender.await.expect("sender");
+    b.expect_silence(QUIET).await;
+}
+
+#[tokio::test]
+async fn the_same_id_is_stored_once_and_acked_again_after_reconnect() {
+    let server = TestServer::start().await;
+    let url = server.ws_url();
+    let mut a = Client::connect(&url).await;
+    let mut b = Client::connect(&url).await;
+    a.chat("lobby", "k1", "only once").await;
+    let ack = a.expect("ack").await;
+    assert_eq!(ack, json!({"type": "ack", "id": "k1", "room": "lobby", "seq": 1}));
+    let relayed = b.expect("chat").await;
+    assert_eq!(relayed["id"], "k1");
+
+    a.chat("lobby", "k1", "only once").await; // a retry on the same connection
+    assert_eq!(a.expect("ack").await["seq"], 1);
+    let token = a.token.clone();
+    drop(a);
+    let mut a = Client::reconnect(&url, &token).await;
+    a.chat("lobby", "k1", "only once").await; // and after a reconnect
+    assert_eq!(a.expect("ack").await["seq"], 1);
+    b.expect_silence(QUIET).await;
+
+    // Ids are per user: someone else's k1 is a different message.
+    b.chat("lobby", "k1", "mine").await;
+    assert_eq!(b.expect("ack").await["seq"], 2);
+    assert_eq!(a.expect("chat").await["text"], "mine");
+}
+
+#[tokio::test]
+async fn leave_stops_delivery_and_rooms_are_separate() {
+    let server = TestServer::start().await;
+    let url = server.ws_url();
+    let mut a = Client::connect(&url).await;
+    let mut b = Client::connect(&url).await;
+    join(&mut b, "dev", None).await;
+    assert_eq!(b.expect("joined").await, json!({"type": "joined", "room": "dev", "head": 0}));
+    a.chat("dev", "d1", "to dev").await;
+    a.expect("ack").await;
+    let m = b.expect("chat").await;
+    assert_eq!((m["room"].as_str(), m["seq"].as_u64()), (Some("dev"), Some(1)));
+    a.chat("lobby", "l1", "to lobby").await;
+    assert_eq!(a.expect("ack").await["seq"], 1, "seq counts per room");
+    assert_eq!(b.expect("chat").await["room"], "lobby");
+
+    b.send(json!({"type": "leave", "room": "dev"})).await;
+    assert_eq!(b.expect("left").await["room"], "dev");
+    a.chat("dev", "d2", "gone").await;
+    a.expect("ack").await;
+    b.expect_silence(QUIET).await;
+}
+
+#[tokio::test]
+async fn since_older_than_retention_says_so_and_sends_what_is_kept() {
+    let server = TestServer::start_with(|c| c.retention_count = 3).await;
+    let url = server.ws_url();
+    let mut a = Client::connect(&url).await;
+    send_acked(&mut a, "r", "m", 10).await;
+    // Retention runs when the relay starts and then every minute; a restart applies it now.
+    let mut server = server;
+    let dir = server.dir.path().to_owned();
+    server.stop().await;
+    let server = TestServer::start_with(|c| {
+        c.retention_count = 3;
+        c.data_dir = dir;
+    })
+    .await;
+    let mut b = Client::connect(&server.ws_url()).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    join(&mut b, "r", Some(2)).await;
+    let notice = b.expect("error").await;
+    assert_eq!(notice["code"], "history_truncated");
+    assert_eq!(notice["room"], "r");
+    let (seqs, joined) = replay(&mut b, "r").await;
+    assert_eq!(seqs, vec![8, 9, 10]);
+    assert_eq!(joined["head"], 10);
+
+    // Asking for what is still kept is not an error.
+    join(&mut b, "r", Some(8)).await;
+    assert_eq!(replay(&mut b, "r").await.0, vec![9, 10]);
+}
+
+#[tokio::test]
+async fn a_client_ahead_of_the_server_gets_everything_after_the_head() {
+    let server = TestServer::start().await;
+    let url = server.ws_url();
+    let mut a = Client::connect(&url).await;
+    let mut b = Client::connect(&url).await;
+    join(&mut b, "r", Some(50)).await; // remembers history this server never had
+    assert_eq!(replay(&mut b, "r").await.1["head"], 0);
+    a.chat("r", "x", "new").await;
+    a.expect("ack").await;
+    assert_eq!(b.expect("chat").await["seq"], 1);
+}
+
+#[tokio::test]
+async fn a_slow_reader_is_disconnected_with_1013_and_recovers_everything() {
+    let server = TestServer::start_with(|c| c.queue_bytes = 64 * 1024).await;
+    let url = server.ws_url();
+    let mut a = Client::connect(&url).await;
+    let slow = Client::connect(&url).await; // never reads until the end
+    let text = "y".repeat(4000);
+    const N: usize = 3000; // ~12 MB: more than loopback socket buffers plus the queue can hold
+    for i in 0..N {
+        a.chat("lobby", &format!("s{i}"), &text).await;
+    }
+    for _ in 0..N {
+        a.expect("ack").await;
+    }
+    let mut slow = slow;
+    assert_eq!(slow.closed().await, Some(1013));
+
+    let mut again = Client::reconnect(&url, &slow.token).await;
+    join(&mut again, "lobby", Some(0)).await;
+    let (seqs, _) = replay(&mut again, "lobby").await;
+    assert_eq!(seqs, (1..=N as u64).collect::<Vec<_>>(), "nothing lost");
+}

@@ -1,0 +1,8 @@
+//! Server integration tests: real servers on port 0, real WebSocket clients, real SQLite files.
+//! One test binary (faster to link); one module per concern.
+
+mod common;
+mod delivery;
+mod durability;
+mod heartbeat;
+mod relay;

@@ -1,0 +1,172 @@
+//! The messages themselves. Unknown fields are ignored in both directions, so either side can add fields
+//! without breaking the other; optional fields are left out when absent.
+
+use crate::{ChatText, ClientMsgId, RoomId, Seq, Timestamp, UserName};
+use serde::{Deserialize, Serialize};
+
+/// A frame the client sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMessage {
+    /// Post `text` to `room` (default `lobby`), e.g. `{"type":"chat","text":"hi","room":"lobby","id":"k1"}`.
+    ///
+    /// With an `id`, the server answers [`ServerMessage::Ack`] once the message is durably stored, and a
+    /// repeated `id` from the same user in the same room is acknowledged again with the original `seq` but not
+    /// stored or relayed twice. Any `timestamp` the client adds is ignored: the server assigns time.
+    Chat {
+        /// What to say.
+        text: ChatText,
+        /// Where to say it; `lobby` when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<RoomId>,
+        /// The client's id for this message, for acknowledgement and deduplication.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<ClientMsgId>,
+    },
+    /// Subscribe to `room`, e.g. `{"type":"join","room":"dev","since":41}`.
+    ///
+    /// The server first replays every stored message with `seq > since` in order, then sends
+    /// [`ServerMessage::Joined`], then live messages follow with no gap and no duplicate. Without `since`
+    /// nothing is replayed. Joining a room already joined replays again from `since`.
+    Join {
+        /// The room to join.
+        room: RoomId,
+        /// The last `seq` this client has seen in the room.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<Seq>,
+    },
+    /// Stop receiving `room`'s messages, e.g. `{"type":"leave","room":"dev"}`.
+    Leave {
+        /// The room to leave.
+        room: RoomId,
+    },
+    /// An application-level heartbeat (browsers cannot see WebSocket pings): the server answers
+    /// [`ServerMessage::Pong`] at once.
+    Ping,
+}
+
+/// A frame the server sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    /// Sent once, first, on every connection:
+    /// `{"type":"status","message":"Welcome to the chat!","user":"guest-1a2b","token":"..."}`.
+    Status {
+        /// Human-readable text.
+        message: String,
+        /// The name this connection speaks as; every `chat` it sends is relayed with this `sender`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user: Option<UserName>,
+        /// A token that identifies this user on the next connection (`GET /ws?token=...`), so that a
+        /// reconnecting guest keeps its name and its message ids keep deduplicating.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
+    },
+    /// A stored chat message, relayed to every connection in `room` except the one that sent it, and
+    /// replayed after a `join` with `since`:
+    /// `{"type":"chat","sender":"ann","text":"hi","timestamp":"2026-11-25T10:40:31.123Z","room":"lobby","seq":7}`.
+    Chat {
+        /// Who said it, as authenticated by the server.
+        sender: UserName,
+        /// What was said.
+        text: ChatText,
+        /// When the server stored it.
+        timestamp: Timestamp,
+        /// The room it belongs to.
+        room: RoomId,
+        /// Its position in the room.
+        seq: Seq,
+        /// The sender's client id, if it gave one (lets the sender's other tabs recognise their own messages).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<ClientMsgId>,
+    },
+    /// The message with client id `id` is durably stored as `seq` in `room`. Sent to the sender only.
+    Ack {
+        /// The client id the sender gave.
+        id: ClientMsgId,
+        /// The room the message is stored in.
+        room: RoomId,
+        /// Its position in the room.
+        seq: Seq,
+    },
+    /// The end of a `join`'s replay: from here on, the room's messages arrive live. `head` is the room's
+    /// newest `seq` when the join happened; a client whose last seen `seq` is above it is looking at history
+    /// the server no longer has and should forget it.
+    Joined {
+        /// The room joined.
+        room: RoomId,
+        /// The room's newest `seq` at the join.
+        head: Seq,
+    },
+    /// The connection no longer receives `room`.
+    Left {
+        /// The room left.
+        room: RoomId,
+    },
+    /// Something the client sent was refused, or a `join` could not replay everything asked for. The
+    /// connection stays open: `{"type":"error","code":"unknown_type","message":"..."}`.
+    Error {
+        /// A stable, machine-readable reason.
+        code: ErrorCode,
+        /// Human-readable detail; wording may change.
+        message: String,
+        /// The client id of the chat message concerned, when there is one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<ClientMsgId>,
+        /// The room concerned, when there is one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<RoomId>,
+    },
+    /// The answer to [`ClientMessage::Ping`].
+    Pong,
+}
+
+/// Machine-readable error codes of [`ServerMessage::Error`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The frame was not valid JSON (or nested too deeply).
+    InvalidJson,
+    /// The frame was JSON, but not an object with a string `type`.
+    InvalidMessage,
+    /// The `type` is not one this server knows.
+    UnknownType,
+    /// A field is missing, has the wrong type, or has a value out of bounds. The message names it.
+    BadField,
+    /// Binary frames are not part of the protocol.
+    BinaryUnsupported,
+    /// `since` is older than the room's retained history: the replay starts at the oldest message still
+    /// kept, and the messages before it are gone. Not fatal.
+    HistoryTruncated,
+    /// The server could not store the message; it was not relayed and may be sent again.
+    Unavailable,
+    /// A code this client version does not know (newer servers may add codes).
+    #[serde(other)]
+    Other,
+}
+
+impl ServerMessage {
+    /// Serializes to the JSON text of one frame.
+    pub fn to_json(&self) -> String {
+        // Serializing these types cannot fail: every field is a string, a number or an enum without maps
+        // keyed by non-strings.
+        serde_json::to_string(self).unwrap_or_else(|e| unreachable!("ServerMessage serializes: {e}"))
+    }
+
+    /// An `error` frame about nothing in particular.
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::Error {
+            code,
+            message: message.into(),
+            id: None,
+            room: None,
+        }
+    }
+}
+
+impl ClientMessage {
+    /// Serializes to the JSON text of one frame.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|e| unreachable!("ClientMessage serializes: {e}"))
+    }
+}
