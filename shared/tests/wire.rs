@@ -1,0 +1,138 @@
+//! The wire contract as literal JSON, checked both ways: each server frame serializes to exactly this text,
+//! and each client frame decodes from it. Changing one of these strings is a breaking protocol change.
+
+use shared::{
+    ChatText, ClientMessage, ClientMsgId, ErrorCode, RoomId, ServerMessage, Timestamp, UserName,
+    decode_client,
+};
+
+fn room(s: &str) -> RoomId {
+    RoomId::new(s).expect("room")
+}
+
+fn id(s: &str) -> ClientMsgId {
+    ClientMsgId::new(s).expect("id")
+}
+
+#[test]
+fn server_frames() {
+    let ts = Timestamp::parse("2026-11-25T10:40:31.123Z").expect("ts");
+    let cases = [
+        (
+            ServerMessage::Status {
+                message: "Welcome to the chat!".into(),
+                user: None,
+                token: None,
+            },
+            r#"{"type":"status","message":"Welcome to the chat!"}"#,
+        ),
+        (
+            ServerMessage::Chat {
+                sender: UserName::new("ann").expect("name"),
+                text: ChatText::new("hi").expect("text"),
+                timestamp: ts,
+                room: room("lobby"),
+                seq: 7,
+                id: Some(id("k1")),
+            },
+            r#"{"type":"chat","sender":"ann","text":"hi","timestamp":"2026-11-25T10:40:31.123Z","room":"lobby","seq":7,"id":"k1"}"#,
+        ),
+        (
+            ServerMessage::Ack {
+                id: id("k1"),
+                room: room("lobby"),
+                seq: 7,
+            },
+            r#"{"type":"ack","id":"k1","room":"lobby","seq":7}"#,
+        ),
+        (
+            ServerMessage::Joined {
+                room: room("dev"),
+                head: 12,
+            },
+            r#"{"type":"joined","room":"dev","head":12}"#,
+        ),
+        (
+            ServerMessage::Left { room: room("dev") },
+            r#"{"type":"left","room":"dev"}"#,
+        ),
+        (
+            ServerMessage::error(ErrorCode::UnknownType, "unknown message type \"x\""),
+            r#"{"type":"error","code":"unknown_type","message":"unknown message type \"x\""}"#,
+        ),
+        (
+            ServerMessage::Error {
+                code: ErrorCode::HistoryTruncated,
+                message: "gone".into(),
+                id: None,
+                room: Some(room("dev")),
+            },
+            r#"{"type":"error","code":"history_truncated","message":"gone","room":"dev"}"#,
+        ),
+        (ServerMessage::Pong, r#"{"type":"pong"}"#),
+    ];
+    for (message, json) in cases {
+        assert_eq!(message.to_json(), json);
+        let back: ServerMessage = serde_json::from_str(json).expect("decodes");
+        assert_eq!(back, message, "{json}");
+    }
+}
+
+#[test]
+fn client_frames() {
+    let cases = [
+        (
+            r#"{"type":"chat","text":"hi"}"#,
+            ClientMessage::Chat {
+                text: ChatText::new("hi").expect("t"),
+                room: None,
+                id: None,
+            },
+        ),
+        (
+            r#"{"type":"chat","text":"hi","room":"dev","id":"k1"}"#,
+            ClientMessage::Chat {
+                text: ChatText::new("hi").expect("t"),
+                room: Some(room("dev")),
+                id: Some(id("k1")),
+            },
+        ),
+        (
+            r#"{"type":"join","room":"dev","since":41}"#,
+            ClientMessage::Join {
+                room: room("dev"),
+                since: Some(41),
+            },
+        ),
+        (
+            r#"{"type":"join","room":"dev"}"#,
+            ClientMessage::Join {
+                room: room("dev"),
+                since: None,
+            },
+        ),
+        (
+            r#"{"type":"leave","room":"dev"}"#,
+            ClientMessage::Leave { room: room("dev") },
+        ),
+        (r#"{"type":"ping"}"#, ClientMessage::Ping),
+    ];
+    for (json, message) in cases {
+        assert_eq!(decode_client(json).as_ref(), Ok(&message), "{json}");
+        assert_eq!(message.to_json(), json);
+    }
+}
+
+#[test]
+fn unknown_error_codes_from_newer_servers_still_decode() {
+    let m: ServerMessage =
+        serde_json::from_str(r#"{"type":"error","code":"something_new","message":"m"}"#)
+            .expect("decodes");
+    assert!(matches!(
+        m,
+        ServerMessage::Error {
+            code: ErrorCode::Other,
+            ..
+        }
+    ));
+}
