@@ -110,7 +110,8 @@ impl Tokens {
 /// A fresh guest name, `guest-` and six hex digits.
 pub fn guest_name() -> UserName {
     let n: u32 = rand::rng().random_range(0..0x100_0000);
-    UserName::new(format!("guest-{n:06x}")).unwrap_or_else(|e| unreachable!("guest names are valid: {e}"))
+    UserName::new(format!("guest-{n:06x}"))
+        .unwrap_or_else(|e| unreachable!("guest names are valid: {e}"))
 }
 
 fn unix_now() -> u64 {
@@ -149,8 +150,13 @@ mod tests {
         assert!(t.verify("not.a.token").is_err());
         let mut strict = Tokens::load_or_create(dir.path(), None).expect("tokens");
         strict.validation.leeway = 0;
-        let past = Claims { sub: "ann".into(), iat: 1, exp: 2 };
-        let old = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &past, &strict.encoding).expect("sign");
+        let past = Claims {
+            sub: "ann".into(),
+            iat: 1,
+            exp: 2,
+        };
+        let old = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &past, &strict.encoding)
+            .expect("sign");
         assert!(strict.verify(&old).is_err(), "expired");
     }
 

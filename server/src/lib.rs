@@ -80,8 +80,14 @@ pub async fn run(
 
     // No new connections now. Sessions saw the cancellation and are closing with 1001.
     node.sessions.close();
-    if tokio::time::timeout(grace, node.sessions.wait()).await.is_err() {
-        tracing::warn!(remaining = node.sessions.len(), "sessions still open after the grace period");
+    if tokio::time::timeout(grace, node.sessions.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            remaining = node.sessions.len(),
+            "sessions still open after the grace period"
+        );
     }
     // Dropping the last relay handle lets the relay store what is queued and stop.
     drop(node);

@@ -133,7 +133,9 @@ impl MailboxReceiver {
     }
 
     fn release(&self, item: &Outbound) {
-        self.shared.queued.fetch_sub(frame_len(item), Ordering::Relaxed);
+        self.shared
+            .queued
+            .fetch_sub(frame_len(item), Ordering::Relaxed);
     }
 }
 

@@ -46,7 +46,13 @@ pub struct NodeInner {
 
 impl Node {
     /// Assembles a node from its parts.
-    pub fn new(config: Config, hub: Arc<Hub>, history: Arc<dyn History>, relay: RelayHandle, tokens: Tokens) -> Self {
+    pub fn new(
+        config: Config,
+        hub: Arc<Hub>,
+        history: Arc<dyn History>,
+        relay: RelayHandle,
+        tokens: Tokens,
+    ) -> Self {
         let connections = Arc::new(Semaphore::new(config.max_connections));
         Self(Arc::new(NodeInner {
             config,

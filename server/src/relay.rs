@@ -59,7 +59,11 @@ impl RelayHandle {
 }
 
 /// Starts the relay task.
-pub fn spawn(history: Arc<dyn History>, hub: Arc<Hub>, retention: Retention) -> (RelayHandle, JoinHandle<()>) {
+pub fn spawn(
+    history: Arc<dyn History>,
+    hub: Arc<Hub>,
+    retention: Retention,
+) -> (RelayHandle, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
     let task = tokio::spawn(run(rx, history, hub, retention));
     (RelayHandle { tx }, task)
@@ -72,7 +76,12 @@ fn now() -> Timestamp {
     Timestamp::from_unix_ms(ms)
 }
 
-async fn run(mut rx: mpsc::Receiver<AppendRequest>, history: Arc<dyn History>, hub: Arc<Hub>, retention: Retention) {
+async fn run(
+    mut rx: mpsc::Receiver<AppendRequest>,
+    history: Arc<dyn History>,
+    hub: Arc<Hub>,
+    retention: Retention,
+) {
     let mut prune = tokio::time::interval(PRUNE_EVERY);
     let mut batch = Vec::with_capacity(MAX_BATCH);
     loop {
@@ -100,7 +109,10 @@ async fn store_and_publish(batch: Vec<AppendRequest>, history: &dyn History, hub
         .into_iter()
         .map(|r| (r.message, (r.origin, r.reply)))
         .unzip();
-    let ids: Vec<_> = messages.iter().map(|m| (m.client_id.clone(), m.room.clone())).collect();
+    let ids: Vec<_> = messages
+        .iter()
+        .map(|m| (m.client_id.clone(), m.room.clone()))
+        .collect();
     match history.append_batch(messages, now()).await {
         Ok(results) => {
             for (appended, (origin, reply)) in results.into_iter().zip(senders) {

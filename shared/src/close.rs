@@ -42,7 +42,14 @@ mod tests {
 
     #[test]
     fn reconnect_table() {
-        for code in [GOING_AWAY, 1006, MESSAGE_TOO_BIG, TRY_AGAIN_LATER, HEARTBEAT_TIMEOUT, 4499] {
+        for code in [
+            GOING_AWAY,
+            1006,
+            MESSAGE_TOO_BIG,
+            TRY_AGAIN_LATER,
+            HEARTBEAT_TIMEOUT,
+            4499,
+        ] {
             assert!(should_reconnect(code), "{code}");
         }
         for code in [1000, UNAUTHORIZED, 4500, 4999] {

@@ -33,7 +33,11 @@ fn explain(text: &str, typed_error: serde_json::Error) -> DecodeError {
         Err(e) => return fail(ErrorCode::InvalidJson, format!("invalid JSON: {e}"), None),
     };
     let Some(object) = value.as_object() else {
-        return fail(ErrorCode::InvalidMessage, "expected a JSON object".into(), None);
+        return fail(
+            ErrorCode::InvalidMessage,
+            "expected a JSON object".into(),
+            None,
+        );
     };
     let id = object
         .get("id")
@@ -75,7 +79,8 @@ mod tests {
 
     #[test]
     fn article_client_chat_is_accepted_and_its_timestamp_ignored() {
-        let m = decode_client(r#"{"type":"chat","text":"hi","timestamp":"2024-01-01T00:00:00.000Z"}"#);
+        let m =
+            decode_client(r#"{"type":"chat","text":"hi","timestamp":"2024-01-01T00:00:00.000Z"}"#);
         assert_eq!(
             m,
             Ok(ClientMessage::Chat {
@@ -90,7 +95,9 @@ mod tests {
     fn known_types_match_the_enum() {
         for t in KNOWN_TYPES {
             // A frame of a known type with no fields is either valid (ping) or a bad field, never unknown.
-            let c = decode_client(&format!(r#"{{"type":"{t}"}}"#)).err().map(|e| e.code);
+            let c = decode_client(&format!(r#"{{"type":"{t}"}}"#))
+                .err()
+                .map(|e| e.code);
             assert_ne!(c, Some(ErrorCode::UnknownType), "{t}");
         }
     }
@@ -102,18 +109,31 @@ mod tests {
         assert_eq!(code("[1,2]"), ErrorCode::InvalidMessage);
         assert_eq!(code(r#"{"text":"hi"}"#), ErrorCode::InvalidMessage);
         assert_eq!(code(r#"{"type":5}"#), ErrorCode::InvalidMessage);
-        assert_eq!(code(r#"{"type":"info","message":"Hello"}"#), ErrorCode::UnknownType);
+        assert_eq!(
+            code(r#"{"type":"info","message":"Hello"}"#),
+            ErrorCode::UnknownType
+        );
         assert_eq!(code(r#"{"type":"chat"}"#), ErrorCode::BadField);
         assert_eq!(code(r#"{"type":"chat","text":7}"#), ErrorCode::BadField);
         assert_eq!(code(r#"{"type":"chat","text":"   "}"#), ErrorCode::BadField);
         assert_eq!(code(r#"{"type":"join","room":"a b"}"#), ErrorCode::BadField);
-        assert_eq!(code(r#"{"type":"join","room":"r","since":-1}"#), ErrorCode::BadField);
-        assert_eq!(code(r#"{"type":"join","room":"r","since":1e999}"#), ErrorCode::InvalidJson);
+        assert_eq!(
+            code(r#"{"type":"join","room":"r","since":-1}"#),
+            ErrorCode::BadField
+        );
+        assert_eq!(
+            code(r#"{"type":"join","room":"r","since":1e999}"#),
+            ErrorCode::InvalidJson
+        );
     }
 
     #[test]
     fn deep_nesting_is_refused_not_overflowed() {
-        let deep = format!(r#"{{"type":"chat","text":{}1{}}}"#, "[".repeat(100_000), "]".repeat(100_000));
+        let deep = format!(
+            r#"{{"type":"chat","text":{}1{}}}"#,
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
         assert_eq!(code(&deep), ErrorCode::InvalidJson);
     }
 

@@ -207,7 +207,10 @@ mod tests {
     #[test]
     fn client_ids() {
         assert!(ClientMsgId::new("01J9-abc").is_ok());
-        assert!(ClientMsgId::new("é".repeat(64)).is_ok(), "64 characters, more bytes");
+        assert!(
+            ClientMsgId::new("é".repeat(64)).is_ok(),
+            "64 characters, more bytes"
+        );
         assert_eq!(ClientMsgId::new("x".repeat(65)), Err(IdError::ClientMsgId));
         assert_eq!(ClientMsgId::new(""), Err(IdError::ClientMsgId));
         assert_eq!(ClientMsgId::new("a b"), Err(IdError::ClientMsgId));

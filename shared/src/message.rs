@@ -150,7 +150,8 @@ impl ServerMessage {
     pub fn to_json(&self) -> String {
         // Serializing these types cannot fail: every field is a string, a number or an enum without maps
         // keyed by non-strings.
-        serde_json::to_string(self).unwrap_or_else(|e| unreachable!("ServerMessage serializes: {e}"))
+        serde_json::to_string(self)
+            .unwrap_or_else(|e| unreachable!("ServerMessage serializes: {e}"))
     }
 
     /// An `error` frame about nothing in particular.
@@ -167,6 +168,7 @@ impl ServerMessage {
 impl ClientMessage {
     /// Serializes to the JSON text of one frame.
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_else(|e| unreachable!("ClientMessage serializes: {e}"))
+        serde_json::to_string(self)
+            .unwrap_or_else(|e| unreachable!("ClientMessage serializes: {e}"))
     }
 }

@@ -133,5 +133,9 @@ pub trait History: Send + Sync + std::fmt::Debug + 'static {
     ) -> BoxFuture<'_, Result<Page, HistoryError>>;
 
     /// Deletes what `retention` no longer keeps, as of `now`; returns how many messages went.
-    fn prune(&self, retention: Retention, now: Timestamp) -> BoxFuture<'_, Result<u64, HistoryError>>;
+    fn prune(
+        &self,
+        retention: Retention,
+        now: Timestamp,
+    ) -> BoxFuture<'_, Result<u64, HistoryError>>;
 }

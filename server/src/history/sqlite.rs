@@ -132,14 +132,22 @@ impl Writer {
         }
         let h: Option<i64> = self
             .conn
-            .query_row("SELECT head FROM rooms WHERE name = ?1", [room.as_str()], |r| r.get(0))
+            .query_row(
+                "SELECT head FROM rooms WHERE name = ?1",
+                [room.as_str()],
+                |r| r.get(0),
+            )
             .optional()?;
         let h = h.map_or(0, |h| h as Seq);
         self.heads.insert(room.clone(), h);
         Ok(h)
     }
 
-    fn append(&mut self, batch: Vec<NewMessage>, now: Timestamp) -> Result<Vec<Appended>, HistoryError> {
+    fn append(
+        &mut self,
+        batch: Vec<NewMessage>,
+        now: Timestamp,
+    ) -> Result<Vec<Appended>, HistoryError> {
         let mut out = Vec::with_capacity(batch.len());
         let mut new_heads: HashMap<RoomId, Seq> = HashMap::new();
         // Read heads before the transaction borrows the connection.
@@ -160,9 +168,10 @@ impl Writer {
             for m in batch {
                 if let Some(id) = &m.client_id {
                     let found: Option<(i64, i64)> = find
-                        .query_row(params![m.room.as_str(), m.sender.as_str(), id.as_str()], |r| {
-                            Ok((r.get(0)?, r.get(1)?))
-                        })
+                        .query_row(
+                            params![m.room.as_str(), m.sender.as_str(), id.as_str()],
+                            |r| Ok((r.get(0)?, r.get(1)?)),
+                        )
                         .optional()?;
                     if let Some((seq, ts)) = found {
                         out.push(Appended::Duplicate(StoredMessage {
@@ -217,7 +226,9 @@ impl Writer {
             )?;
         }
         if !retention.age.is_zero() {
-            let cutoff = now.unix_ms().saturating_sub(retention.age.as_millis() as i64);
+            let cutoff = now
+                .unix_ms()
+                .saturating_sub(retention.age.as_millis() as i64);
             deleted += tx.execute("DELETE FROM messages WHERE ts < ?1", [cutoff])?;
         }
         tx.commit()?;
@@ -225,10 +236,19 @@ impl Writer {
     }
 }
 
-fn read_page(conn: &Connection, room: RoomId, since: Seq, limit: usize) -> Result<Page, HistoryError> {
+fn read_page(
+    conn: &Connection,
+    room: RoomId,
+    since: Seq,
+    limit: usize,
+) -> Result<Page, HistoryError> {
     let tx = conn.unchecked_transaction()?;
     let head: Option<i64> = tx
-        .query_row("SELECT head FROM rooms WHERE name = ?1", [room.as_str()], |r| r.get(0))
+        .query_row(
+            "SELECT head FROM rooms WHERE name = ?1",
+            [room.as_str()],
+            |r| r.get(0),
+        )
         .optional()?;
     let head = head.map_or(0, |h| h as Seq);
     let first: Option<i64> = tx.query_row(
@@ -240,15 +260,22 @@ fn read_page(conn: &Connection, room: RoomId, since: Seq, limit: usize) -> Resul
     let mut stmt = tx.prepare_cached(
         "SELECT seq, sender, client_id, text, ts FROM messages WHERE room = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
     )?;
-    let rows = stmt.query_map(params![room.as_str(), since.min(i64::MAX as u64) as i64, limit as i64], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, Option<String>>(2)?,
-            r.get::<_, String>(3)?,
-            r.get::<_, i64>(4)?,
-        ))
-    })?;
+    let rows = stmt.query_map(
+        params![
+            room.as_str(),
+            since.min(i64::MAX as u64) as i64,
+            limit as i64
+        ],
+        |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, i64>(4)?,
+            ))
+        },
+    )?;
     let corrupt = |detail: String| HistoryError::Corrupt {
         room: room.to_string(),
         detail,
@@ -300,10 +327,16 @@ impl History for SqliteHistory {
         since: Seq,
         limit: usize,
     ) -> BoxFuture<'_, Result<Page, HistoryError>> {
-        Box::pin(self.blocking(move |inner| inner.with_reader(|c| read_page(c, room, since, limit))))
+        Box::pin(
+            self.blocking(move |inner| inner.with_reader(|c| read_page(c, room, since, limit))),
+        )
     }
 
-    fn prune(&self, retention: Retention, now: Timestamp) -> BoxFuture<'_, Result<u64, HistoryError>> {
+    fn prune(
+        &self,
+        retention: Retention,
+        now: Timestamp,
+    ) -> BoxFuture<'_, Result<u64, HistoryError>> {
         Box::pin(self.blocking(move |inner| lock(&inner.writer).prune(retention, now)))
     }
 }
@@ -338,7 +371,11 @@ mod tests {
         let now = Timestamp::from_unix_ms(1_000);
         let out = h
             .append_batch(
-                vec![msg("a", "ann", "1", None), msg("b", "ann", "1", None), msg("a", "bob", "2", None)],
+                vec![
+                    msg("a", "ann", "1", None),
+                    msg("b", "ann", "1", None),
+                    msg("a", "bob", "2", None),
+                ],
                 now,
             )
             .await
@@ -347,10 +384,20 @@ mod tests {
         drop(h);
 
         let h = SqliteHistory::open(dir.path()).expect("reopen");
-        let out = h.append_batch(vec![msg("a", "ann", "3", None)], now).await.expect("append");
+        let out = h
+            .append_batch(vec![msg("a", "ann", "3", None)], now)
+            .await
+            .expect("append");
         assert_eq!(seqs(&out), vec![(true, 3)]);
-        let page = h.read_since(RoomId::new("a").expect("room"), 1, 10).await.expect("read");
-        let texts: Vec<_> = page.messages.iter().map(|m| (m.seq, m.text.as_str().to_owned())).collect();
+        let page = h
+            .read_since(RoomId::new("a").expect("room"), 1, 10)
+            .await
+            .expect("read");
+        let texts: Vec<_> = page
+            .messages
+            .iter()
+            .map(|m| (m.seq, m.text.as_str().to_owned()))
+            .collect();
         assert_eq!(texts, vec![(2, "2".to_owned()), (3, "3".to_owned())]);
         assert_eq!((page.head, page.first_retained), (3, 1));
     }
@@ -372,10 +419,19 @@ mod tests {
             )
             .await
             .expect("append");
-        assert_eq!(seqs(&out), vec![(true, 1), (false, 1), (true, 2), (true, 1)]);
-        let out = h.append_batch(vec![msg("a", "ann", "x", Some("k1"))], now).await.expect("append");
+        assert_eq!(
+            seqs(&out),
+            vec![(true, 1), (false, 1), (true, 2), (true, 1)]
+        );
+        let out = h
+            .append_batch(vec![msg("a", "ann", "x", Some("k1"))], now)
+            .await
+            .expect("append");
         assert_eq!(seqs(&out), vec![(false, 1)]);
-        let page = h.read_since(RoomId::new("a").expect("room"), 0, 10).await.expect("read");
+        let page = h
+            .read_since(RoomId::new("a").expect("room"), 0, 10)
+            .await
+            .expect("read");
         assert_eq!(page.messages.len(), 2);
     }
 
@@ -384,23 +440,52 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let h = SqliteHistory::open(dir.path()).expect("open");
         for i in 0..10 {
-            h.append_batch(vec![msg("a", "ann", "m", None)], Timestamp::from_unix_ms(i * 1000))
-                .await
-                .expect("append");
+            h.append_batch(
+                vec![msg("a", "ann", "m", None)],
+                Timestamp::from_unix_ms(i * 1000),
+            )
+            .await
+            .expect("append");
         }
         let room = RoomId::new("a").expect("room");
-        let keep4 = Retention { count: 4, age: Duration::ZERO };
-        assert_eq!(h.prune(keep4, Timestamp::from_unix_ms(0)).await.expect("prune"), 6);
+        let keep4 = Retention {
+            count: 4,
+            age: Duration::ZERO,
+        };
+        assert_eq!(
+            h.prune(keep4, Timestamp::from_unix_ms(0))
+                .await
+                .expect("prune"),
+            6
+        );
         let page = h.read_since(room.clone(), 0, 100).await.expect("read");
-        assert_eq!((page.head, page.first_retained, page.messages.len()), (10, 7, 4));
+        assert_eq!(
+            (page.head, page.first_retained, page.messages.len()),
+            (10, 7, 4)
+        );
 
-        let by_age = Retention { count: 0, age: Duration::from_secs(2) };
+        let by_age = Retention {
+            count: 0,
+            age: Duration::from_secs(2),
+        };
         // now = 10 s: messages stored before 8 s (seq 7 and 8 at 6 s and 7 s) go.
-        assert_eq!(h.prune(by_age, Timestamp::from_unix_ms(10_000)).await.expect("prune"), 2);
+        assert_eq!(
+            h.prune(by_age, Timestamp::from_unix_ms(10_000))
+                .await
+                .expect("prune"),
+            2
+        );
         let page = h.read_since(room.clone(), 0, 100).await.expect("read");
         assert_eq!((page.head, page.first_retained), (10, 9));
 
-        let out = h.append_batch(vec![msg("a", "ann", "m", None)], Timestamp::from_unix_ms(0)).await.expect("append");
-        assert_eq!(seqs(&out), vec![(true, 11)], "seq keeps counting after pruning");
+        let out = h
+            .append_batch(vec![msg("a", "ann", "m", None)], Timestamp::from_unix_ms(0))
+            .await
+            .expect("append");
+        assert_eq!(
+            seqs(&out),
+            vec![(true, 11)],
+            "seq keeps counting after pruning"
+        );
     }
 }

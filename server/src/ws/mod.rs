@@ -63,7 +63,11 @@ pub async fn upgrade(
         .on_upgrade(move |socket| {
             let tracked = node.sessions.token();
             async move {
-                let peer_info = session::Peer { addr: peer, user, token };
+                let peer_info = session::Peer {
+                    addr: peer,
+                    user,
+                    token,
+                };
                 session::run(socket, node, peer_info).await;
                 drop(permit);
                 drop(tracked);

@@ -164,7 +164,10 @@ where
     /// Sends a close frame and lingers briefly for the peer's reply, so the close frame is read before the
     /// TCP connection goes away (closing a socket with unread input resets it, and the peer would see 1006).
     async fn close(&mut self, code: u16, reason: &'static str) {
-        let frame = CloseFrame { code, reason: Utf8Bytes::from_static(reason) };
+        let frame = CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(reason),
+        };
         // Best effort: the peer may already be gone.
         if self.socket.send(Message::Close(Some(frame))).await.is_err() {
             return;
@@ -190,7 +193,10 @@ where
         let text = match frame {
             Message::Text(text) => text,
             Message::Binary(_) => {
-                let refusal = ServerMessage::error(ErrorCode::BinaryUnsupported, "binary frames are not supported; send JSON text");
+                let refusal = ServerMessage::error(
+                    ErrorCode::BinaryUnsupported,
+                    "binary frames are not supported; send JSON text",
+                );
                 return self.send(&refusal).await;
             }
             Message::Close(_) => return Err(End::PeerGone),
@@ -199,7 +205,12 @@ where
         let message = match shared::decode_client(text.as_str()) {
             Ok(m) => m,
             Err(e) => {
-                let refusal = ServerMessage::Error { code: e.code, message: e.message, id: e.id, room: None };
+                let refusal = ServerMessage::Error {
+                    code: e.code,
+                    message: e.message,
+                    id: e.id,
+                    room: None,
+                };
                 return self.send(&refusal).await;
             }
         };
@@ -309,17 +320,28 @@ where
                 break;
             }
         }
-        self.send(&ServerMessage::Joined { room, head: head.max(cursor) }).await
+        self.send(&ServerMessage::Joined {
+            room,
+            head: head.max(cursor),
+        })
+        .await
     }
 
     /// Writes a mailbox item and whatever else is already waiting, then flushes once.
-    async fn write_mailbox(&mut self, first: Outbound, rx: &mut MailboxReceiver) -> Result<(), End> {
+    async fn write_mailbox(
+        &mut self,
+        first: Outbound,
+        rx: &mut MailboxReceiver,
+    ) -> Result<(), End> {
         let mut next = Some(first);
         let mut written = 0;
         while let Some(item) = next.take() {
             match item {
                 Outbound::Overflow => {
-                    return Err(End::Closed(close::TRY_AGAIN_LATER, "too slow: outgoing queue overflowed"));
+                    return Err(End::Closed(
+                        close::TRY_AGAIN_LATER,
+                        "too slow: outgoing queue overflowed",
+                    ));
                 }
                 Outbound::Direct(frame) => self.write(Message::Text(frame), false).await?,
                 Outbound::Delivery(published) => {
@@ -330,7 +352,8 @@ where
                         continue; // already written by a replay
                     }
                     *last = Some(published.seq);
-                    self.write(Message::Text(published.frame.clone()), false).await?;
+                    self.write(Message::Text(published.frame.clone()), false)
+                        .await?;
                 }
             }
             written += 1;
@@ -342,15 +365,21 @@ where
     }
 
     async fn send(&mut self, message: &ServerMessage) -> Result<(), End> {
-        self.write(Message::Text(message.to_json().into()), true).await
+        self.write(Message::Text(message.to_json().into()), true)
+            .await
     }
 
     async fn feed(&mut self, message: &ServerMessage) -> Result<(), End> {
-        self.write(Message::Text(message.to_json().into()), false).await
+        self.write(Message::Text(message.to_json().into()), false)
+            .await
     }
 
     async fn write(&mut self, message: Message, flush: bool) -> Result<(), End> {
-        let result = if flush { self.socket.send(message).await } else { self.socket.feed(message).await };
+        let result = if flush {
+            self.socket.send(message).await
+        } else {
+            self.socket.feed(message).await
+        };
         result.map_err(|_| End::WriteFailed)
     }
 }
@@ -366,4 +395,3 @@ fn is_too_big(error: &axum::Error) -> bool {
     }
     false
 }
-

@@ -34,7 +34,9 @@ impl TestServer {
         let mut config = Config::with_data_dir(dir.path());
         config.static_dir = dir.path().join("static");
         adjust(&mut config);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server::run(listener, config, async {
@@ -90,7 +92,12 @@ impl ServerProcess {
         let addr = tokio::time::timeout(WAIT, async {
             while let Some(line) = lines.next_line().await.expect("read stdout") {
                 if let Some(rest) = line.split("listening on http://").nth(1) {
-                    return rest.split_whitespace().next().expect("addr").parse().expect("socket addr");
+                    return rest
+                        .split_whitespace()
+                        .next()
+                        .expect("addr")
+                        .parse()
+                        .expect("socket addr");
                 }
             }
             panic!("server exited before listening");
@@ -124,14 +131,19 @@ pub(crate) struct Client {
 impl Client {
     /// Connects and reads the welcome.
     pub(crate) async fn connect(url: &str) -> Self {
-        let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("connect");
         let mut c = Self {
             ws,
             user: String::new(),
             token: String::new(),
         };
         let welcome = c.recv().await;
-        assert_eq!(welcome["type"], "status", "first frame is the welcome: {welcome}");
+        assert_eq!(
+            welcome["type"], "status",
+            "first frame is the welcome: {welcome}"
+        );
         assert_eq!(welcome["message"], "Welcome to the chat!");
         c.user = welcome["user"].as_str().expect("user").to_owned();
         c.token = welcome["token"].as_str().expect("token").to_owned();
@@ -144,7 +156,10 @@ impl Client {
     }
 
     pub(crate) async fn send_text(&mut self, text: impl Into<String>) {
-        self.ws.send(Message::Text(text.into().into())).await.expect("send");
+        self.ws
+            .send(Message::Text(text.into().into()))
+            .await
+            .expect("send");
     }
 
     pub(crate) async fn send(&mut self, value: Value) {
@@ -157,14 +172,17 @@ impl Client {
 
     /// `chat` with an id and a room.
     pub(crate) async fn chat(&mut self, room: &str, id: &str, text: &str) {
-        self.send(json!({"type": "chat", "room": room, "id": id, "text": text})).await;
+        self.send(json!({"type": "chat", "room": room, "id": id, "text": text}))
+            .await;
     }
 
     /// The next JSON frame (pings are answered and skipped); panics on close or after [`WAIT`].
     pub(crate) async fn recv(&mut self) -> Value {
         match self.next_frame(WAIT).await {
             Some(Frame::Json(v)) => v,
-            Some(Frame::Closed(code)) => panic!("connection closed ({code:?}) while waiting for a frame"),
+            Some(Frame::Closed(code)) => {
+                panic!("connection closed ({code:?}) while waiting for a frame")
+            }
             None => panic!("no frame within {WAIT:?}"),
         }
     }
@@ -197,12 +215,18 @@ impl Client {
     async fn next_frame(&mut self, wait: Duration) -> Option<Frame> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let next = tokio::time::timeout_at(deadline, self.ws.next()).await.ok()?;
+            let next = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .ok()?;
             match next {
                 Some(Ok(Message::Text(t))) => {
-                    return Some(Frame::Json(serde_json::from_str(t.as_str()).expect("server sends JSON")));
+                    return Some(Frame::Json(
+                        serde_json::from_str(t.as_str()).expect("server sends JSON"),
+                    ));
                 }
-                Some(Ok(Message::Close(frame))) => return Some(Frame::Closed(frame.map(|f| f.code.into()))),
+                Some(Ok(Message::Close(frame))) => {
+                    return Some(Frame::Closed(frame.map(|f| f.code.into())));
+                }
                 Some(Ok(Message::Binary(b))) => panic!("server sent a binary frame: {b:?}"),
                 Some(Ok(_)) => continue, // ping/pong
                 Some(Err(e)) => {
@@ -222,9 +246,20 @@ enum Frame {
 }
 
 /// Sends `n` chats with ids `{prefix}-{i}` to `room` and waits for every ack; returns the acked seqs.
-pub(crate) async fn send_acked(client: &mut Client, room: &str, prefix: &str, n: usize) -> Vec<u64> {
+pub(crate) async fn send_acked(
+    client: &mut Client,
+    room: &str,
+    prefix: &str,
+    n: usize,
+) -> Vec<u64> {
     for i in 0..n {
-        client.chat(room, &format!("{prefix}-{i}"), &format!("{prefix} message {i}")).await;
+        client
+            .chat(
+                room,
+                &format!("{prefix}-{i}"),
+                &format!("{prefix} message {i}"),
+            )
+            .await;
     }
     let mut seqs = Vec::with_capacity(n);
     for i in 0..n {

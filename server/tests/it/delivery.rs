@@ -60,13 +60,22 @@ async fn a_client_that_missed_100_messages_gets_exactly_those_in_order() {
         assert_eq!(m["seq"], seq);
         texts.push(m["text"].as_str().expect("text").to_owned());
     }
-    assert_eq!(texts, (0..100).map(|i| format!("missed message {i}")).collect::<Vec<_>>());
+    assert_eq!(
+        texts,
+        (0..100)
+            .map(|i| format!("missed message {i}"))
+            .collect::<Vec<_>>()
+    );
     assert_eq!(b.expect("joined").await["head"], 105);
     b.expect_silence(QUIET).await;
 
     a.chat("r", "live-0", "live").await;
     a.expect("ack").await;
-    assert_eq!(b.expect("chat").await["seq"], 106, "live follows the replay with no gap");
+    assert_eq!(
+        b.expect("chat").await["seq"],
+        106,
+        "live follows the replay with no gap"
+    );
 }
 
 #[tokio::test]
@@ -83,7 +92,7 @@ async fn joining_during_traffic_has_no_gap_and_no_duplicate() {
     join(&mut b, "busy", Some(0)).await;
     let mut seqs = Vec::new();
     let mut joined_at = None;
-    while seqs.last() != Some(&N) {
+    while seqs.last() != Some(&N) || joined_at.is_none() {
         let m = b.recv().await;
         match m["type"].as_str() {
             Some("chat") => seqs.push(m["seq"].as_u64().expect("seq")),
@@ -91,8 +100,15 @@ async fn joining_during_traffic_has_no_gap_and_no_duplicate() {
             _ => panic!("unexpected {m}"),
         }
     }
-    assert!(joined_at.is_some(), "joined arrives before the live tail ends");
-    assert_eq!(seqs, (1..=N).collect::<Vec<_>>(), "every seq exactly once, in order");
+    assert!(
+        joined_at.is_some(),
+        "joined arrives before the live tail ends"
+    );
+    assert_eq!(
+        seqs,
+        (1..=N).collect::<Vec<_>>(),
+        "every seq exactly once, in order"
+    );
     sender.await.expect("sender");
     b.expect_silence(QUIET).await;
 }
@@ -105,7 +121,10 @@ async fn the_same_id_is_stored_once_and_acked_again_after_reconnect() {
     let mut b = Client::connect(&url).await;
     a.chat("lobby", "k1", "only once").await;
     let ack = a.expect("ack").await;
-    assert_eq!(ack, json!({"type": "ack", "id": "k1", "room": "lobby", "seq": 1}));
+    assert_eq!(
+        ack,
+        json!({"type": "ack", "id": "k1", "room": "lobby", "seq": 1})
+    );
     let relayed = b.expect("chat").await;
     assert_eq!(relayed["id"], "k1");
 
@@ -131,11 +150,17 @@ async fn leave_stops_delivery_and_rooms_are_separate() {
     let mut a = Client::connect(&url).await;
     let mut b = Client::connect(&url).await;
     join(&mut b, "dev", None).await;
-    assert_eq!(b.expect("joined").await, json!({"type": "joined", "room": "dev", "head": 0}));
+    assert_eq!(
+        b.expect("joined").await,
+        json!({"type": "joined", "room": "dev", "head": 0})
+    );
     a.chat("dev", "d1", "to dev").await;
     a.expect("ack").await;
     let m = b.expect("chat").await;
-    assert_eq!((m["room"].as_str(), m["seq"].as_u64()), (Some("dev"), Some(1)));
+    assert_eq!(
+        (m["room"].as_str(), m["seq"].as_u64()),
+        (Some("dev"), Some(1))
+    );
     a.chat("lobby", "l1", "to lobby").await;
     assert_eq!(a.expect("ack").await["seq"], 1, "seq counts per room");
     assert_eq!(b.expect("chat").await["room"], "lobby");

@@ -16,14 +16,18 @@ async fn acknowledged_messages_survive_kill_9_with_the_same_seq() {
     let mut b = Client::reconnect(&server.ws_url(), &a.token).await;
     assert_eq!(b.user, a.user, "the token key survived too");
     for (room, prefix, seqs) in [("lobby", "l", &lobby), ("dev", "d", &dev)] {
-        b.send(json!({"type": "join", "room": room, "since": 0})).await;
+        b.send(json!({"type": "join", "room": room, "since": 0}))
+            .await;
         for (i, seq) in seqs.iter().enumerate() {
             let m = b.expect("chat").await;
             assert_eq!(m["seq"], *seq);
             assert_eq!(m["text"], format!("{prefix} message {i}"));
             assert_eq!(m["sender"], a.user.as_str());
         }
-        assert_eq!(b.expect("joined").await["head"], *seqs.last().expect("sent some"));
+        assert_eq!(
+            b.expect("joined").await["head"],
+            *seqs.last().expect("sent some")
+        );
     }
     // Seq continues where it was, and ids still deduplicate.
     b.chat("lobby", "l-0", "l message 0").await;

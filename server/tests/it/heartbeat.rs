@@ -18,7 +18,9 @@ async fn a_peer_that_stops_answering_is_closed_with_4000() {
     let server = fast_heartbeat_server().await;
     // A raw socket that completes the handshake and then, like a paused process, never reads or writes
     // again: no Pong ever goes back. (A WebSocket library would answer pings as soon as it read.)
-    let mut tcp = tokio::net::TcpStream::connect(server.addr).await.expect("connect");
+    let mut tcp = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
     let request = format!(
         "GET /ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
@@ -33,7 +35,11 @@ async fn a_peer_that_stops_answering_is_closed_with_4000() {
         .await
         .expect("the server closed the connection")
         .expect("read");
-    let body_at = bytes.windows(4).position(|w| w == b"\r\n\r\n").expect("upgrade response") + 4;
+    let body_at = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("upgrade response")
+        + 4;
     assert!(bytes.starts_with(b"HTTP/1.1 101"));
     let close_codes: Vec<u16> = server_frames(&bytes[body_at..])
         .into_iter()

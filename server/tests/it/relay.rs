@@ -18,7 +18,8 @@ async fn relays_between_three_connections_excluding_the_sender() {
     assert_ne!(a.user, b.user, "each guest gets its own name");
 
     // Exactly what the article's client sends.
-    a.send(json!({"type": "chat", "text": "hi", "timestamp": "1999-01-01T00:00:00.000Z"})).await;
+    a.send(json!({"type": "chat", "text": "hi", "timestamp": "1999-01-01T00:00:00.000Z"}))
+        .await;
     for other in [&mut b, &mut c] {
         let m = other.expect("chat").await;
         assert_eq!(m["text"], "hi");
@@ -26,15 +27,23 @@ async fn relays_between_three_connections_excluding_the_sender() {
         assert_eq!(m["room"], "lobby");
         assert_eq!(m["seq"], 1);
         let ts = m["timestamp"].as_str().expect("timestamp");
-        assert!(ts.ends_with('Z') && ts.len() == "2026-11-25T10:40:31.123Z".len(), "RFC 3339 UTC ms: {ts}");
+        assert!(
+            ts.ends_with('Z') && ts.len() == "2026-11-25T10:40:31.123Z".len(),
+            "RFC 3339 UTC ms: {ts}"
+        );
         assert!(!ts.starts_with("1999"), "the client's timestamp is ignored");
     }
     a.expect_silence(QUIET).await;
 
-    c.send(json!({"type": "chat", "text": "from c", "sender": "mallory"})).await;
+    c.send(json!({"type": "chat", "text": "from c", "sender": "mallory"}))
+        .await;
     for other in [&mut a, &mut b] {
         let m = other.expect("chat").await;
-        assert_eq!(m["sender"], c.user.as_str(), "a client cannot choose its sender");
+        assert_eq!(
+            m["sender"],
+            c.user.as_str(),
+            "a client cannot choose its sender"
+        );
         assert_eq!(m["seq"], 2);
     }
     c.expect_silence(QUIET).await;
@@ -49,14 +58,26 @@ async fn bad_frames_get_errors_and_the_connection_keeps_working() {
     let cases = [
         ("{not json", "invalid_json"),
         ("[]", "invalid_message"),
-        (r#"{"type":"info","message":"Hello from Next.js client!"}"#, "unknown_type"),
+        (
+            r#"{"type":"info","message":"Hello from Next.js client!"}"#,
+            "unknown_type",
+        ),
         (r#"{"type":"chat"}"#, "bad_field"),
         (r#"{"type":"chat","text":42}"#, "bad_field"),
         (r#"{"type":"chat","text":"   "}"#, "bad_field"),
         (r#"{"type":"chat","text":"beep\u0007"}"#, "bad_field"),
-        (r#"{"type":"chat","text":"x","room":"no spaces allowed"}"#, "bad_field"),
-        (r#"{"type":"chat","text":"x","id":"0123456789012345678901234567890123456789012345678901234567890123456789"}"#, "bad_field"),
-        (r#"{"type":"join","room":"r","since":1e999}"#, "invalid_json"),
+        (
+            r#"{"type":"chat","text":"x","room":"no spaces allowed"}"#,
+            "bad_field",
+        ),
+        (
+            r#"{"type":"chat","text":"x","id":"0123456789012345678901234567890123456789012345678901234567890123456789"}"#,
+            "bad_field",
+        ),
+        (
+            r#"{"type":"join","room":"r","since":1e999}"#,
+            "invalid_json",
+        ),
     ];
     for (frame, code) in cases {
         a.send_text(frame).await;
@@ -64,7 +85,11 @@ async fn bad_frames_get_errors_and_the_connection_keeps_working() {
         assert_eq!(e["code"], code, "for {frame}: {e}");
         assert!(!e["message"].as_str().expect("message").is_empty());
     }
-    let deep = format!(r#"{{"type":"chat","text":{}"x"{}}}"#, "[".repeat(5000), "]".repeat(5000));
+    let deep = format!(
+        r#"{{"type":"chat","text":{}"x"{}}}"#,
+        "[".repeat(5000),
+        "]".repeat(5000)
+    );
     a.send_text(deep).await;
     assert_eq!(a.expect("error").await["code"], "invalid_json");
     a.send_raw(Message::Binary(vec![1, 2, 3].into())).await;
@@ -73,7 +98,11 @@ async fn bad_frames_get_errors_and_the_connection_keeps_working() {
     b.expect_silence(QUIET).await; // nothing invalid was relayed
     a.send(json!({"type": "chat", "text": "still here"})).await;
     let m = b.expect("chat").await;
-    assert_eq!((m["text"].as_str(), m["seq"].as_u64()), (Some("still here"), Some(1)), "nothing invalid was stored");
+    assert_eq!(
+        (m["text"].as_str(), m["seq"].as_u64()),
+        (Some("still here"), Some(1)),
+        "nothing invalid was stored"
+    );
 }
 
 #[tokio::test]
@@ -81,11 +110,17 @@ async fn an_oversized_frame_closes_with_1009_and_is_not_relayed() {
     let server = TestServer::start_with(|c| c.max_message_bytes = 1024).await;
     let mut a = Client::connect(&server.ws_url()).await;
     let mut b = Client::connect(&server.ws_url()).await;
-    a.send(json!({"type": "chat", "text": "x".repeat(2000)})).await;
+    a.send(json!({"type": "chat", "text": "x".repeat(2000)}))
+        .await;
     assert_eq!(a.closed().await, Some(1009));
     b.expect_silence(QUIET).await;
-    b.send(json!({"type": "chat", "text": "fine", "id": "k"})).await;
-    assert_eq!(b.expect("ack").await["seq"], 1, "the oversized message was not stored");
+    b.send(json!({"type": "chat", "text": "fine", "id": "k"}))
+        .await;
+    assert_eq!(
+        b.expect("ack").await["seq"],
+        1,
+        "the oversized message was not stored"
+    );
 }
 
 #[tokio::test]
@@ -114,9 +149,18 @@ async fn serves_the_built_web_app_with_a_fallback_to_index() {
         std::fs::write(c.static_dir.join("app.js"), "console.log(1)").expect("write");
     })
     .await;
-    assert_eq!(http_get(server.addr, "/").await, (200, "<title>chat</title>".into()));
-    assert_eq!(http_get(server.addr, "/app.js").await, (200, "console.log(1)".into()));
-    assert_eq!(http_get(server.addr, "/rooms/dev").await, (200, "<title>chat</title>".into()));
+    assert_eq!(
+        http_get(server.addr, "/").await,
+        (200, "<title>chat</title>".into())
+    );
+    assert_eq!(
+        http_get(server.addr, "/app.js").await,
+        (200, "console.log(1)".into())
+    );
+    assert_eq!(
+        http_get(server.addr, "/rooms/dev").await,
+        (200, "<title>chat</title>".into())
+    );
 }
 
 #[tokio::test]
@@ -129,14 +173,19 @@ async fn shutdown_closes_every_connection_with_1001() {
     assert!(stopping.elapsed() < WAIT);
     assert_eq!(a.closed().await, Some(1001));
     assert_eq!(b.closed().await, Some(1001));
-    assert!(tokio::net::TcpStream::connect(server.addr).await.is_err(), "no longer accepting");
+    assert!(
+        tokio::net::TcpStream::connect(server.addr).await.is_err(),
+        "no longer accepting"
+    );
 }
 
 #[tokio::test]
 async fn connection_limit_refuses_the_upgrade_with_503() {
     let server = TestServer::start_with(|c| c.max_connections = 1).await;
     let _a = Client::connect(&server.ws_url()).await;
-    let err = tokio_tungstenite::connect_async(server.ws_url()).await.expect_err("over the limit");
+    let err = tokio_tungstenite::connect_async(server.ws_url())
+        .await
+        .expect_err("over the limit");
     match err {
         tokio_tungstenite::tungstenite::Error::Http(response) => assert_eq!(response.status(), 503),
         other => panic!("expected HTTP 503, got {other}"),
@@ -146,9 +195,10 @@ async fn connection_limit_refuses_the_upgrade_with_503() {
 #[tokio::test]
 async fn a_forged_token_gets_401_before_any_upgrade() {
     let server = TestServer::start().await;
-    let err = tokio_tungstenite::connect_async(format!("{}?token=forged.token.here", server.ws_url()))
-        .await
-        .expect_err("forged");
+    let err =
+        tokio_tungstenite::connect_async(format!("{}?token=forged.token.here", server.ws_url()))
+            .await
+            .expect_err("forged");
     match err {
         tokio_tungstenite::tungstenite::Error::Http(response) => assert_eq!(response.status(), 401),
         other => panic!("expected HTTP 401, got {other}"),
@@ -163,7 +213,15 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     tcp.write_all(request.as_bytes()).await.expect("write");
     let mut raw = String::new();
     tcp.read_to_string(&mut raw).await.expect("read");
-    let status = raw.split_whitespace().nth(1).expect("status").parse().expect("status code");
-    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let status = raw
+        .split_whitespace()
+        .nth(1)
+        .expect("status")
+        .parse()
+        .expect("status code");
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     (status, body)
 }

@@ -1,0 +1,284 @@
+//! End-to-end harness: the real server (in this process, serving the release build of the web app from
+//! `frontend/dist`) and real headless Chromium pages driven through chromedriver.
+//!
+//! - [`AppServer`]: starts the server on a free loopback port; can be stopped and started again on the
+//!   same port and data directory, as a user restarting it would.
+//! - [`Browser`]: one chromedriver process; [`Browser::page`] opens an independent Chromium (its own
+//!   profile, so its own localStorage) on the app.
+//! - [`Page`]: waits and reads by the app's `data-testid` hooks.
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+use serde_json::json;
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
+};
+use tokio::{sync::oneshot, task::JoinHandle};
+
+/// How long to wait for the page to reach a state.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// Where `trunk build --release` puts the web app.
+pub fn dist_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../frontend/dist")
+}
+
+/// A free loopback port (bound, then released).
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// The chat server, restartable on the same address and data directory.
+#[derive(Debug)]
+pub struct AppServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    data: tempfile::TempDir,
+    running: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
+}
+
+impl AppServer {
+    /// Starts a server with a fresh data directory, serving the built app.
+    pub async fn start() -> Self {
+        let index = dist_dir().join("index.html");
+        assert!(
+            index.is_file(),
+            "{} is missing: build the web app first (`trunk build --release`, done by scripts/test.sh)",
+            index.display()
+        );
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let mut server = Self {
+            addr,
+            data: tempfile::tempdir().expect("tempdir"),
+            running: None,
+        };
+        server.restart().await;
+        server
+    }
+
+    /// The app's URL.
+    pub fn url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+
+    /// Starts it again (after [`AppServer::stop`]) on the same port and data.
+    pub async fn restart(&mut self) {
+        assert!(self.running.is_none(), "already running");
+        let mut config = server::Config::with_data_dir(self.data.path());
+        config.static_dir = dist_dir();
+        let listener = tokio::net::TcpListener::bind(self.addr)
+            .await
+            .expect("bind the same port");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            server::run(listener, config, async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("server runs");
+        });
+        self.running = Some((stop, task));
+    }
+
+    /// Stops it gracefully (clients see 1001) and waits until it has.
+    pub async fn stop(&mut self) {
+        let (stop, task) = self.running.take().expect("running");
+        let _ = stop.send(());
+        tokio::time::timeout(WAIT, task)
+            .await
+            .expect("stops in time")
+            .expect("server task");
+    }
+}
+
+/// A chromedriver process.
+#[derive(Debug)]
+pub struct Browser {
+    port: u16,
+    _driver: tokio::process::Child,
+}
+
+impl Browser {
+    /// Starts chromedriver (`CHROMEDRIVER` or `chromedriver` on PATH) on a free port.
+    pub async fn start() -> Self {
+        let port = free_port();
+        let program = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
+        let driver = tokio::process::Command::new(&program)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("starting {program}: {e} (scripts/test.sh installs chromium-driver)")
+            });
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "chromedriver did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Self {
+            port,
+            _driver: driver,
+        }
+    }
+
+    /// Opens `url` in a new headless Chromium with its own empty profile.
+    pub async fn page(&self, url: &str) -> Page {
+        let profile = tempfile::tempdir().expect("tempdir");
+        let args = [
+            "--headless=new".to_owned(),
+            "--no-sandbox".to_owned(),
+            "--disable-gpu".to_owned(),
+            "--disable-dev-shm-usage".to_owned(),
+            "--disable-background-networking".to_owned(),
+            "--disable-component-update".to_owned(),
+            "--disable-sync".to_owned(),
+            "--no-first-run".to_owned(),
+            format!("--user-data-dir={}", profile.path().display()),
+        ];
+        let mut caps = serde_json::Map::new();
+        caps.insert("goog:chromeOptions".into(), json!({ "args": args }));
+        let client = ClientBuilder::new(HttpConnector::new())
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{}", self.port))
+            .await
+            .expect("webdriver session");
+        client.goto(url).await.expect("open the app");
+        Page {
+            client,
+            _profile: profile,
+        }
+    }
+}
+
+/// One browser page on the app.
+#[derive(Debug)]
+pub struct Page {
+    /// The WebDriver session.
+    pub client: Client,
+    _profile: tempfile::TempDir,
+}
+
+fn testid(id: &str) -> String {
+    format!("[data-testid=\"{id}\"]")
+}
+
+impl Page {
+    /// The text of the `data-testid` element, or "" while it is absent.
+    pub async fn text(&self, id: &str) -> String {
+        match self.client.find(Locator::Css(&testid(id))).await {
+            Ok(e) => e.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        }
+    }
+
+    /// Polls until `check` accepts the `data-testid` element's text; returns that text.
+    pub async fn wait_text(&self, id: &str, what: &str, check: impl Fn(&str) -> bool) -> String {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let t = self.text(id).await;
+            if check(&t) {
+                return t;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "waited {WAIT:?} for {id} to be {what}; it is {t:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until the connection status says connected.
+    pub async fn wait_connected(&self) {
+        self.wait_text("connection-status", "connected", |t| {
+            t.to_lowercase().contains("connected")
+        })
+        .await;
+    }
+
+    /// Types `text` into the composer and presses Enter.
+    pub async fn send(&self, text: &str) {
+        let input = self
+            .client
+            .find(Locator::Css(&testid("message-input")))
+            .await
+            .expect("input");
+        input.send_keys(text).await.expect("type");
+        input.send_keys("\u{E007}").await.expect("enter");
+    }
+
+    /// Each shown message as (text content, `data-state` attribute).
+    pub async fn messages(&self) -> Vec<(String, Option<String>)> {
+        let mut out = Vec::new();
+        let Ok(list) = self.client.find_all(Locator::Css(&testid("message"))).await else {
+            return out;
+        };
+        for m in list {
+            let text = m.text().await.unwrap_or_default();
+            let state = m.attr("data-state").await.unwrap_or(None);
+            out.push((text, state));
+        }
+        out
+    }
+
+    /// Polls until `check` accepts the shown messages; returns them.
+    pub async fn wait_messages(
+        &self,
+        what: &str,
+        check: impl Fn(&[(String, Option<String>)]) -> bool,
+    ) -> Vec<(String, Option<String>)> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let m = self.messages().await;
+            if check(&m) {
+                return m;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "waited {WAIT:?} for messages {what}; they are {m:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Closes the browser.
+    pub async fn close(self) {
+        let _ = self.client.close().await;
+    }
+}
+
+/// How many shown messages contain `text`.
+pub fn count(messages: &[(String, Option<String>)], text: &str) -> usize {
+    messages.iter().filter(|(t, _)| t.contains(text)).count()
+}
+
+/// The state of the first shown message containing `text`.
+pub fn state_of<'a>(messages: &'a [(String, Option<String>)], text: &str) -> Option<&'a str> {
+    messages
+        .iter()
+        .find(|(t, _)| t.contains(text))
+        .and_then(|(_, s)| s.as_deref())
+}
+
+/// The attempt number in a "Reconnecting (attempt n, ...)" status, if any.
+pub fn attempt(status: &str) -> Option<u32> {
+    let lower = status.to_lowercase();
+    let rest = &lower[lower.find("attempt")? + "attempt".len()..];
+    let digits: String = rest
+        .trim_start()
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}

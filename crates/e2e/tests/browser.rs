@@ -1,0 +1,148 @@
+//! The real app in headless Chromium against the real server: relay between two pages, reconnection
+//! after a server restart, and the outbox delivering what was typed while the server was down, once.
+
+use e2e::{AppServer, Browser, attempt, count, state_of};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_pages_relay_a_message() {
+    let server = AppServer::start().await;
+    let browser = Browser::start().await;
+    let a = browser.page(&server.url()).await;
+    let b = browser.page(&server.url()).await;
+    a.wait_connected().await;
+    b.wait_connected().await;
+    assert!(
+        !a.text("current-user").await.is_empty(),
+        "shows who is signed in"
+    );
+
+    a.send("hello from A").await;
+    let shown = b
+        .wait_messages("to include A's message", |m| count(m, "hello from A") == 1)
+        .await;
+    assert!(
+        !shown.iter().any(|(t, _)| t.contains("You")),
+        "B does not see it as its own: {shown:?}"
+    );
+    let own = a
+        .wait_messages("to show A's message as sent", |m| {
+            state_of(m, "hello from A") == Some("sent")
+        })
+        .await;
+    assert!(
+        own.iter().any(|(t, _)| t.contains("You")),
+        "A sees its own message as You: {own:?}"
+    );
+    assert_eq!(a.text("message-input").await, "", "input cleared");
+
+    a.close().await;
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_restart_reconnects_and_the_outbox_delivers_exactly_once() {
+    let mut server = AppServer::start().await;
+    let browser = Browser::start().await;
+    let a = browser.page(&server.url()).await;
+    let b = browser.page(&server.url()).await;
+    a.wait_connected().await;
+    b.wait_connected().await;
+    a.send("before the restart").await;
+    b.wait_messages("to include the first message", |m| {
+        count(m, "before the restart") == 1
+    })
+    .await;
+
+    server.stop().await;
+    // Reconnecting, with the attempt count growing while the server stays down.
+    let first = a
+        .wait_text("connection-status", "reconnecting", |t| {
+            attempt(t).is_some_and(|n| n >= 1)
+        })
+        .await;
+    let later = a
+        .wait_text("connection-status", "a later attempt", |t| {
+            attempt(t).is_some_and(|n| n >= 3)
+        })
+        .await;
+    assert!(
+        later.to_lowercase().contains("reconnecting"),
+        "{first} -> {later}"
+    );
+
+    a.send("typed while down").await;
+    let shown = a
+        .wait_messages("to show the pending message", |m| {
+            count(m, "typed while down") == 1
+        })
+        .await;
+    assert_eq!(
+        state_of(&shown, "typed while down"),
+        Some("pending"),
+        "{shown:?}"
+    );
+
+    server.restart().await;
+    a.wait_connected().await;
+    b.wait_connected().await;
+    a.wait_messages("to mark it sent", |m| {
+        state_of(m, "typed while down") == Some("sent")
+    })
+    .await;
+    b.wait_messages("to show it once", |m| count(m, "typed while down") == 1)
+        .await;
+    // Give a duplicate every chance to show up before checking there is none.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert_eq!(count(&b.messages().await, "typed while down"), 1);
+    assert_eq!(count(&b.messages().await, "before the restart"), 1);
+
+    // A reload keeps history (and nothing is doubled by the rejoin).
+    a.client.refresh().await.expect("reload");
+    a.wait_connected().await;
+    let after = a
+        .wait_messages("to show history after reload", |m| {
+            count(m, "typed while down") == 1 && count(m, "before the restart") == 1
+        })
+        .await;
+    assert_eq!(state_of(&after, "typed while down"), Some("sent"));
+
+    a.close().await;
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_keeps_the_outbox() {
+    let mut server = AppServer::start().await;
+    let browser = Browser::start().await;
+    let a = browser.page(&server.url()).await;
+    a.wait_connected().await;
+    server.stop().await;
+    a.wait_text("connection-status", "reconnecting", |t| {
+        t.to_lowercase().contains("reconnecting")
+    })
+    .await;
+    a.send("survives a reload").await;
+    a.wait_messages("to show it pending", |m| {
+        state_of(m, "survives a reload") == Some("pending")
+    })
+    .await;
+
+    server.restart().await;
+    // Reload at once: unless the page already resent it, only localStorage carries the message over.
+    a.client.refresh().await.expect("reload");
+    a.wait_connected().await;
+    a.wait_messages("to deliver it after the reload", |m| {
+        state_of(m, "survives a reload") == Some("sent")
+    })
+    .await;
+
+    let b = browser.page(&server.url()).await;
+    b.wait_connected().await;
+    a.send("after reload").await;
+    b.wait_messages("to receive the new message", |m| {
+        count(m, "after reload") == 1
+    })
+    .await;
+    a.close().await;
+    b.close().await;
+}

@@ -1,0 +1,42 @@
+//! The input box and Send button.
+
+use crate::connection::Connection;
+use leptos::prelude::*;
+use shared::{ChatText, RoomId};
+
+/// Sends what is typed to `room`.
+///
+/// Send (button or Enter) is enabled whenever the text is not blank, connected or not: a message typed
+/// while the server is down goes into the outbox, shows as pending, and is sent after the reconnect. (One
+/// issue asked for Send disabled while disconnected, a later one for pending messages while the server is
+/// down; the later one wins, and the status bar already says that we are offline.)
+#[component]
+pub fn Composer(room: RoomId) -> impl IntoView {
+    let connection = expect_context::<Connection>();
+    let text = RwSignal::new(String::new());
+    let valid = move || text.with(|t| ChatText::new(t.as_str()).ok());
+    let on_submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        if let Some(message) = valid() {
+            connection.send(room.clone(), message);
+            text.set(String::new());
+        }
+    };
+    view! {
+        <form class="composer" on:submit=on_submit>
+            <input
+                type="text"
+                data-testid="message-input"
+                placeholder="Write a message…"
+                aria-label="Message"
+                autocomplete="off"
+                maxlength="4000"
+                prop:value=move || text.get()
+                on:input=move |ev| text.set(event_target_value(&ev))
+            />
+            <button type="submit" data-testid="send-button" disabled=move || valid().is_none()>
+                "Send"
+            </button>
+        </form>
+    }
+}

@@ -1,0 +1,82 @@
+//! The lobby's messages, oldest first, kept scrolled to the newest unless the user scrolled up.
+
+use crate::connection::Connection;
+use crate::store::{Delivery, Shown};
+use leptos::html::Ol;
+use leptos::prelude::*;
+use shared::{RoomId, Timestamp};
+use wasm_bindgen::JsValue;
+
+/// How close to the bottom (in pixels) still counts as "at the newest message".
+const STICK_PX: i32 = 40;
+
+/// The list (`data-testid="message-list"`), one `data-testid="message"` per entry.
+#[component]
+pub fn MessageList(room: RoomId) -> impl IntoView {
+    let state = expect_context::<Connection>().state();
+    let list = NodeRef::<Ol>::new();
+    let at_bottom = StoredValue::new(true);
+    let entries = Memo::new(move |_| state.store.with(|s| s.shown(&room)));
+
+    // Syncs the DOM's scroll position with the entries (the outside world, hence an Effect).
+    Effect::new(move || {
+        entries.track();
+        if let (true, Some(el)) = (at_bottom.get_value(), list.get()) {
+            request_animation_frame(move || el.set_scroll_top(el.scroll_height()));
+        }
+    });
+    let on_scroll = move |_| {
+        if let Some(el) = list.get_untracked() {
+            at_bottom
+                .set_value(el.scroll_height() - el.scroll_top() - el.client_height() < STICK_PX);
+        }
+    };
+
+    view! {
+        <ol class="messages" data-testid="message-list" node_ref=list on:scroll=on_scroll>
+            <For
+                each=move || entries.get()
+                key=|entry| (entry.key.clone(), entry.delivery)
+                children=move |entry| view! { <Message entry me=state.user /> }
+            />
+        </ol>
+    }
+}
+
+/// One message; the text is rendered as a text node, never as HTML.
+#[component]
+fn Message(entry: Shown, me: RwSignal<Option<shared::UserName>>) -> impl IntoView {
+    let own = entry.sender.is_none();
+    let sender = entry.sender.clone();
+    let name = move || match &sender {
+        Some(s) if me.get().as_ref() != Some(s) => s.to_string(),
+        _ => "You".to_owned(),
+    };
+    let label = match entry.delivery {
+        Delivery::Received => None,
+        Delivery::Pending => Some("sending…"),
+        Delivery::Sent => Some("sent"),
+        Delivery::Failed => Some("not sent"),
+    };
+    view! {
+        <li
+            class="message"
+            class:own=own
+            data-testid="message"
+            data-state=entry.delivery.as_str()
+        >
+            <span class="sender">{name}</span>
+            <time class="time" datetime=entry.timestamp.to_string()>
+                {local_time(entry.timestamp)}
+            </time>
+            <p class="text">{entry.text.to_string()}</p>
+            {label.map(|l| view! { <span class="delivery">{l}</span> })}
+        </li>
+    }
+}
+
+/// `HH:MM` in the browser's time zone.
+fn local_time(t: Timestamp) -> String {
+    let date = js_sys::Date::new(&JsValue::from_f64(t.unix_ms() as f64));
+    format!("{:02}:{:02}", date.get_hours(), date.get_minutes())
+}

@@ -1,0 +1,41 @@
+//! The header: connection state, current user, and any notice from the server.
+
+use crate::connection::{ConnState, Connection};
+use leptos::prelude::*;
+
+/// Shows the connection state (`data-testid="connection-status"`) and who we are (`current-user`).
+#[component]
+pub fn StatusBar() -> impl IntoView {
+    let state = expect_context::<Connection>().state();
+    let class = move || match state.status.get() {
+        ConnState::Open => "status status-open",
+        ConnState::Connecting | ConnState::Reconnecting { .. } => "status status-waiting",
+        ConnState::Closed => "status status-closed",
+    };
+    view! {
+        <header class="status-bar">
+            <h1>"Chat"</h1>
+            <span class=class data-testid="connection-status" role="status">
+                {move || state.status.get().to_string()}
+            </span>
+            <span class="user" data-testid="current-user">
+                {move || state.user.get().map_or_else(String::new, |u| u.to_string())}
+            </span>
+        </header>
+        {move || {
+            state
+                .notice
+                .get()
+                .map(|text| {
+                    view! {
+                        <p class="notice" data-testid="notice">
+                            {text}
+                            <button class="dismiss" on:click=move |_| state.notice.set(None)>
+                                "×"
+                            </button>
+                        </p>
+                    }
+                })
+        }}
+    }
+}

@@ -1,0 +1,177 @@
+//! The connection to the chat server: the only code that touches the WebSocket.
+//!
+//! [`Connection::start`] spawns one task ([`task`]) that owns the socket for the page's lifetime. The view
+//! talks to it in one direction only, through [`Connection::send`] (a command on a channel), and reads the
+//! results from the signals in [`ChatState`], which the task updates.
+//!
+//! - [`backoff`]: reconnect delays (exponential, full jitter).
+//! - [`state`]: [`ConnState`], shown in the status bar.
+//! - `socket`: one `web_sys::WebSocket` as a stream of events.
+//! - `task`: the state machine: connect, join rooms, flush the outbox, heartbeat, back off, reconnect.
+
+mod backoff;
+mod socket;
+mod state;
+mod task;
+
+pub use backoff::Backoff;
+pub use state::ConnState;
+
+use crate::store::{Outgoing, Store};
+use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
+use leptos::prelude::*;
+use shared::{ChatText, ClientMsgId, RoomId, Timestamp, UserName};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Timers, backoff and where to connect. Tests use small values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionConfig {
+    /// The WebSocket URL, e.g. `ws://127.0.0.1:8080/ws` (the token is appended as `?token=`).
+    pub url: String,
+    /// The localStorage key of the reconnect token.
+    pub token_key: String,
+    /// Delays between attempts.
+    pub backoff: Backoff,
+    /// How often to send `ping`.
+    pub ping_interval: Duration,
+    /// How long after a `ping` the connection may stay silent before it counts as dead.
+    pub pong_timeout: Duration,
+    /// How long the handshake may take before the attempt counts as failed.
+    pub open_timeout: Duration,
+    /// How long a connection must stay open before the attempt counter starts again from 1.
+    pub stable_after: Duration,
+}
+
+impl ConnectionConfig {
+    /// The defaults for `url`: backoff 0.5 s doubling to 30 s, ping every 10 s, dead after 10 s of
+    /// silence, handshake timeout 10 s, stable after 10 s.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            token_key: crate::storage::TOKEN_KEY.to_owned(),
+            backoff: Backoff::default(),
+            ping_interval: Duration::from_secs(10),
+            pong_timeout: Duration::from_secs(10),
+            open_timeout: Duration::from_secs(10),
+            stable_after: Duration::from_secs(10),
+        }
+    }
+
+    /// The defaults for `/ws` on the page's own host (`wss://` when the page came over HTTPS).
+    pub fn for_page() -> Self {
+        let location = web_sys::window().map(|w| w.location());
+        let get = |f: fn(&web_sys::Location) -> Result<String, _>| {
+            location.as_ref().and_then(|l| f(l).ok())
+        };
+        let scheme = if get(web_sys::Location::protocol).as_deref() == Some("https:") {
+            "wss"
+        } else {
+            "ws"
+        };
+        let host = get(web_sys::Location::host).unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+        Self::new(format!("{scheme}://{host}/ws"))
+    }
+}
+
+/// Everything the connection task publishes to the view.
+#[derive(Debug, Clone, Copy)]
+pub struct ChatState {
+    /// The connection's state.
+    pub status: RwSignal<ConnState>,
+    /// The name the server gave this connection, once known.
+    pub user: RwSignal<Option<UserName>>,
+    /// Rooms and outbox.
+    pub store: RwSignal<Store>,
+    /// A notice for the user (e.g. history was truncated), if any.
+    pub notice: RwSignal<Option<String>>,
+}
+
+impl ChatState {
+    /// Fresh signals around `store` (typically the one loaded from localStorage).
+    pub fn new(store: Store) -> Self {
+        Self {
+            status: RwSignal::new(ConnState::Connecting),
+            user: RwSignal::new(None),
+            store: RwSignal::new(store),
+            notice: RwSignal::new(None),
+        }
+    }
+}
+
+/// What the view (or a test) asks of the task.
+#[derive(Debug)]
+enum Command {
+    /// A message just added to the outbox: send it now if the socket is open.
+    Send(Outgoing),
+    /// The browser came back online: stop waiting and reconnect now.
+    Online,
+    /// Close the socket and stop.
+    Close,
+}
+
+/// Subscribers to every state change, in order (the signal only holds the latest one).
+type Watchers = Arc<Mutex<Vec<UnboundedSender<ConnState>>>>;
+
+/// A handle on the running connection task; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    state: ChatState,
+    commands: UnboundedSender<Command>,
+    watchers: Watchers,
+}
+
+impl Connection {
+    /// Spawns the task that connects to `config.url` and keeps reconnecting, publishing into `state`.
+    pub fn start(config: ConnectionConfig, state: ChatState) -> Self {
+        let (commands, receiver) = unbounded();
+        let watchers = Watchers::default();
+        let task = task::Task::new(config, state, commands.clone(), watchers.clone());
+        // Not `leptos::task::spawn_local`: the task must also run where no Leptos executor was set up (tests).
+        wasm_bindgen_futures::spawn_local(task.run(receiver));
+        Self {
+            state,
+            commands,
+            watchers,
+        }
+    }
+
+    /// The signals this connection updates.
+    pub fn state(&self) -> ChatState {
+        self.state
+    }
+
+    /// Queues `text` for `room` as a new pending message (persisted with the outbox) and sends it at once if
+    /// the socket is open; otherwise it goes out after the next (re)connect.
+    pub fn send(&self, room: RoomId, text: ChatText) {
+        let message = Outgoing {
+            id: new_message_id(),
+            room,
+            text,
+            created: Timestamp::from_unix_ms(js_sys::Date::now() as i64),
+        };
+        self.state.store.update(|s| s.queue(message.clone()));
+        let _ = self.commands.unbounded_send(Command::Send(message));
+    }
+
+    /// Every state the connection enters from now on, in order (for observers that must not miss any).
+    pub fn watch(&self) -> UnboundedReceiver<ConnState> {
+        let (tx, rx) = unbounded();
+        self.watchers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(tx);
+        rx
+    }
+
+    /// Closes the socket and stops the task; the state becomes [`ConnState::Closed`].
+    pub fn close(&self) {
+        let _ = self.commands.unbounded_send(Command::Close);
+    }
+}
+
+/// A fresh message id: 16 random hex digits (64 bits, so ids do not collide in practice).
+fn new_message_id() -> ClientMsgId {
+    let word = || (js_sys::Math::random() * 4_294_967_296.0) as u32;
+    ClientMsgId::new(format!("{:08x}{:08x}", word(), word())).expect("16 hex digits are a valid id")
+}

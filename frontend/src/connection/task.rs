@@ -1,0 +1,325 @@
+//! The connection task: one loop that connects, runs a session while the socket is open, then backs off
+//! and connects again, until told to stop or the server closes with a code that forbids reconnecting.
+//!
+//! A session: on open, `join` every known room from its last seq, then resend the whole outbox (same ids,
+//! so the server deduplicates); then handle frames, send commands' messages, and `ping` every
+//! `ping_interval`. If nothing at all arrives within `pong_timeout` after a ping, the connection is dead.
+
+use super::socket::{Socket, SocketEvent};
+use super::{ChatState, Command, ConnState, ConnectionConfig, Watchers};
+use crate::storage;
+use crate::store::Delivered;
+use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender};
+use futures::future::{Fuse, FusedFuture};
+use futures::{FutureExt, StreamExt, select};
+use gloo_timers::future::TimeoutFuture;
+use leptos::prelude::*;
+use shared::close::{HEARTBEAT_TIMEOUT, should_reconnect};
+use shared::{ClientMessage, ClientMsgId, ErrorCode, ServerMessage};
+use std::time::Duration;
+use wasm_bindgen::JsCast;
+use wasm_bindgen::closure::Closure;
+
+/// After this many consecutive attempts that never opened, the stored token is dropped (the server may
+/// answer 401 to a token signed with a key it no longer has, which the browser only sees as a failure).
+const DROP_TOKEN_AFTER: u32 = 2;
+
+/// How a session ended.
+enum End {
+    /// Stop for good.
+    Stop,
+    /// The connection was lost; reconnect after a delay.
+    Lost {
+        /// Whether the socket opened at all.
+        opened: bool,
+        /// Whether it stayed open for `stable_after`.
+        stable: bool,
+    },
+}
+
+/// What woke a session up.
+enum Step {
+    Socket(SocketEvent),
+    Command(Option<Command>),
+    Ping,
+    Dead,
+}
+
+/// The task's state across connections.
+pub(super) struct Task {
+    config: ConnectionConfig,
+    state: ChatState,
+    commands: UnboundedSender<Command>,
+    watchers: Watchers,
+    /// Outbox ids the server asked us to send again later (e.g. `unavailable`); resent at the next ping.
+    retry: Vec<ClientMsgId>,
+}
+
+impl Task {
+    /// A task publishing into `state`; `commands` feeds its own receiver (for the `online` listener).
+    pub(super) fn new(
+        config: ConnectionConfig,
+        state: ChatState,
+        commands: UnboundedSender<Command>,
+        watchers: Watchers,
+    ) -> Self {
+        Self {
+            config,
+            state,
+            commands,
+            watchers,
+            retry: Vec::new(),
+        }
+    }
+
+    /// Runs until [`Command::Close`] or a terminal close code.
+    pub(super) async fn run(mut self, mut commands: UnboundedReceiver<Command>) {
+        let online_tx = self.commands.clone();
+        let on_online = Closure::<dyn FnMut()>::new(move || {
+            let _ = online_tx.unbounded_send(Command::Online);
+        });
+        let window = web_sys::window();
+        if let Some(w) = &window {
+            let _ =
+                w.add_event_listener_with_callback("online", on_online.as_ref().unchecked_ref());
+        }
+        let mut failures = 0u32;
+        let mut never_opened = 0u32;
+        loop {
+            self.set_status(ConnState::Connecting);
+            let end = match Socket::connect(&self.url()) {
+                Ok(socket) => self.session(socket, &mut commands).await,
+                Err(_) => End::Lost {
+                    opened: false,
+                    stable: false,
+                },
+            };
+            let End::Lost { opened, stable } = end else {
+                break;
+            };
+            if stable {
+                failures = 0;
+            }
+            if opened {
+                never_opened = 0;
+            } else {
+                never_opened += 1;
+                if never_opened >= DROP_TOKEN_AFTER {
+                    storage::remove(&self.config.token_key);
+                }
+            }
+            failures += 1;
+            let delay = self
+                .config
+                .backoff
+                .delay(failures - 1, js_sys::Math::random());
+            self.set_status(ConnState::Reconnecting {
+                attempt: failures,
+                delay_ms: millis(delay),
+            });
+            let mut wait = sleep(delay);
+            let stop = loop {
+                select! {
+                    () = wait => break false,
+                    command = commands.next() => match command {
+                        Some(Command::Online) => break false,
+                        Some(Command::Close) | None => break true,
+                        // Already in the outbox: it goes out after the next open.
+                        Some(Command::Send(_)) => {}
+                    },
+                }
+            };
+            if stop {
+                break;
+            }
+        }
+        if let Some(w) = &window {
+            let _ =
+                w.remove_event_listener_with_callback("online", on_online.as_ref().unchecked_ref());
+        }
+        self.set_status(ConnState::Closed);
+    }
+
+    /// One connection attempt, from the handshake to the close.
+    async fn session(
+        &mut self,
+        mut socket: Socket,
+        commands: &mut UnboundedReceiver<Command>,
+    ) -> End {
+        let lost = |opened, stable| End::Lost { opened, stable };
+        let mut handshake = sleep(self.config.open_timeout);
+        loop {
+            select! {
+                event = socket.next().fuse() => match event {
+                    SocketEvent::Open => break,
+                    SocketEvent::Closed(code) if !should_reconnect(code) => return End::Stop,
+                    SocketEvent::Closed(_) => return lost(false, false),
+                    SocketEvent::Text(_) => {}
+                },
+                command = commands.next() => if let Some(Command::Close) | None = command {
+                    return End::Stop;
+                },
+                () = handshake => return lost(false, false),
+            }
+        }
+
+        let opened_at = js_sys::Date::now();
+        let stable = |config: &ConnectionConfig| {
+            js_sys::Date::now() - opened_at >= config.stable_after.as_millis() as f64
+        };
+        self.set_status(ConnState::Open);
+        let store = self.state.store.get_untracked();
+        for frame in store.joins() {
+            socket.send(&frame);
+        }
+        for message in store.outbox() {
+            socket.send(&message.to_message());
+        }
+
+        let mut ping = sleep(self.config.ping_interval);
+        let mut dead = Fuse::terminated();
+        loop {
+            let step = select! {
+                event = socket.next().fuse() => Step::Socket(event),
+                command = commands.next() => Step::Command(command),
+                () = ping => Step::Ping,
+                () = dead => Step::Dead,
+            };
+            match step {
+                Step::Socket(SocketEvent::Text(text)) => {
+                    dead = Fuse::terminated();
+                    self.handle(&text);
+                }
+                Step::Socket(SocketEvent::Open) => {}
+                Step::Socket(SocketEvent::Closed(code)) if !should_reconnect(code) => {
+                    return End::Stop;
+                }
+                Step::Socket(SocketEvent::Closed(_)) => return lost(true, stable(&self.config)),
+                Step::Command(Some(Command::Send(message))) => socket.send(&message.to_message()),
+                Step::Command(Some(Command::Online)) => {}
+                Step::Command(Some(Command::Close) | None) => {
+                    socket.close(1000);
+                    return End::Stop;
+                }
+                Step::Ping => {
+                    socket.send(&ClientMessage::Ping);
+                    self.resend_later(&socket);
+                    ping = sleep(self.config.ping_interval);
+                    if dead.is_terminated() {
+                        dead = sleep(self.config.pong_timeout);
+                    }
+                }
+                Step::Dead => {
+                    socket.close(HEARTBEAT_TIMEOUT);
+                    return lost(true, stable(&self.config));
+                }
+            }
+        }
+    }
+
+    /// Applies one frame from the server to the signals.
+    fn handle(&mut self, text: &str) {
+        // A frame this version cannot read (a newer server's) is skipped.
+        let Ok(message) = serde_json::from_str::<ServerMessage>(text) else {
+            return;
+        };
+        let store = self.state.store;
+        match message {
+            ServerMessage::Status { user, token, .. } => {
+                if let Some(token) = token {
+                    storage::save(&self.config.token_key, &token);
+                }
+                if user.is_some() {
+                    self.state.user.set(user);
+                }
+            }
+            ServerMessage::Chat {
+                sender,
+                text,
+                timestamp,
+                room,
+                seq,
+                id,
+            } => {
+                let message = Delivered {
+                    seq,
+                    sender: Some(sender),
+                    text,
+                    timestamp,
+                    id,
+                };
+                store.update(|s| s.receive(&room, message));
+            }
+            ServerMessage::Ack { id, room, seq } => store.update(|s| s.ack(&id, &room, seq)),
+            ServerMessage::Joined { room, head } => store.update(|s| s.joined(&room, head)),
+            ServerMessage::Error {
+                code: ErrorCode::HistoryTruncated,
+                room,
+                ..
+            } => {
+                let room = room.map_or_else(String::new, |r| format!(" in {r}"));
+                self.state.notice.set(Some(format!(
+                    "Older messages{room} are no longer available."
+                )));
+            }
+            ServerMessage::Error {
+                code,
+                message,
+                id: Some(id),
+                ..
+            } => match code {
+                ErrorCode::BadField
+                | ErrorCode::InvalidJson
+                | ErrorCode::InvalidMessage
+                | ErrorCode::UnknownType => {
+                    store.update(|s| s.fail(&id));
+                }
+                _ => {
+                    self.state.notice.set(Some(message));
+                    self.retry.push(id);
+                }
+            },
+            ServerMessage::Error { message, .. } => self.state.notice.set(Some(message)),
+            ServerMessage::Left { .. } | ServerMessage::Pong => {}
+        }
+    }
+
+    /// Resends the outbox messages the server asked to retry later.
+    fn resend_later(&mut self, socket: &Socket) {
+        let retry = std::mem::take(&mut self.retry);
+        self.state.store.with_untracked(|s| {
+            for message in s.outbox().iter().filter(|m| retry.contains(&m.id)) {
+                socket.send(&message.to_message());
+            }
+        });
+    }
+
+    /// The configured URL with the stored token, if any.
+    fn url(&self) -> String {
+        let url = &self.config.url;
+        match storage::load::<String>(&self.config.token_key) {
+            Some(token) => {
+                let sep = if url.contains('?') { '&' } else { '?' };
+                format!("{url}{sep}token={}", js_sys::encode_uri_component(&token))
+            }
+            None => url.clone(),
+        }
+    }
+
+    /// Publishes a new state to the signal and to every watcher.
+    fn set_status(&self, status: ConnState) {
+        self.state.status.set(status);
+        self.watchers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|w| w.unbounded_send(status).is_ok());
+    }
+}
+
+fn millis(d: Duration) -> u32 {
+    d.as_millis().try_into().unwrap_or(u32::MAX)
+}
+
+fn sleep(d: Duration) -> Fuse<TimeoutFuture> {
+    TimeoutFuture::new(millis(d)).fuse()
+}
