@@ -53,6 +53,37 @@ pub struct Config {
     #[arg(long, env = "CHAT_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
 
+    /// Let connections without a token in, as `guest-xxxxxx` (for demos and benchmarks).
+    #[arg(long, env = "CHAT_ALLOW_ANONYMOUS")]
+    pub allow_anonymous: bool,
+
+    /// How long a session token from `/api/login` stays valid; a connection is closed (4501) when its
+    /// token expires.
+    #[arg(long, env = "CHAT_TOKEN_TTL", default_value = "24h", value_parser = humantime::parse_duration)]
+    pub token_ttl: Duration,
+
+    /// An extra origin (scheme://host[:port]) whose pages may open WebSockets here; repeat for more.
+    /// The app's own origin is always allowed. `*` allows any origin (development only).
+    #[arg(long = "allowed-origin", env = "CHAT_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
+    /// Chat messages per second allowed per connection and per user (token bucket); 0 turns it off.
+    #[arg(long, env = "CHAT_RATE_LIMIT", default_value_t = 10.0)]
+    pub rate_limit: f64,
+
+    /// Messages a connection or user may send in a burst above the rate.
+    #[arg(long, env = "CHAT_RATE_BURST", default_value_t = 20)]
+    pub rate_burst: u32,
+
+    /// Most WebSocket connections from one IP address; 0 means no limit (the default, since many users
+    /// can share one address behind NAT).
+    #[arg(long, env = "CHAT_MAX_CONNECTIONS_PER_IP", default_value_t = 0)]
+    pub max_connections_per_ip: usize,
+
+    /// A client must finish sending its HTTP request headers within this time, or is disconnected.
+    #[arg(long, env = "CHAT_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub handshake_timeout: Duration,
+
     /// On SIGINT/SIGTERM, how long to wait for connections to close before exiting anyway.
     #[arg(long, env = "CHAT_SHUTDOWN_GRACE", default_value = "5s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,

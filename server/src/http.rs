@@ -1,6 +1,7 @@
-//! The HTTP surface: `GET /ws` (the WebSocket), `GET /healthz`, and the built web app at `/`.
+//! The HTTP surface: `GET /ws` (the WebSocket), `/api/*` (accounts), `GET /healthz`, and the built web
+//! app at `/`.
 
-use crate::{node::Node, ws};
+use crate::{api, node::Node, ws};
 use axum::{Router, http::StatusCode, routing::get};
 use tower_http::services::{ServeDir, ServeFile};
 
@@ -10,7 +11,8 @@ pub fn router(node: Node) -> Router {
     let index = static_dir.join("index.html");
     let app = Router::new()
         .route("/ws", get(ws::upgrade))
-        .route("/healthz", get(|| async { "ok" }));
+        .route("/healthz", get(|| async { "ok" }))
+        .merge(api::routes());
     let app = if index.is_file() {
         // Unknown paths get the app's page, so client-side routes survive a reload.
         app.fallback_service(ServeDir::new(&static_dir).fallback(ServeFile::new(index)))

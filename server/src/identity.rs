@@ -1,17 +1,18 @@
 //! Who a connection speaks as.
 //!
 //! Every connection has a [`UserName`] fixed at the handshake; the `sender` of everything it posts is that
-//! name, never a value from the client. A connection without a token becomes a new guest (`guest-xxxxxx`)
-//! and receives a signed token (HS256 JWT) in its welcome; presenting it as `?token=` on the next
-//! connection keeps the same name, so a reconnecting client's message ids keep deduplicating. A forged or
-//! expired token is refused with HTTP 401 before any upgrade.
+//! name, never a value from the client. Names come from signed tokens (HS256 JWT): an account's, issued by
+//! `/api/login`, or — when anonymous access is allowed — a guest's: a connection without a token becomes a
+//! new guest (`guest-xxxxxx`) and receives a guest token in its welcome, so that presenting it on the next
+//! connection keeps the same name and its message ids keep deduplicating. A forged or expired token is
+//! refused with HTTP 401 before any upgrade.
 //!
 //! The signing key comes from `--token-secret`, or is generated once into `<data-dir>/token.key`.
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
-use shared::UserName;
+use shared::{Timestamp, UserName};
 use std::{path::Path, time::Duration};
 
 /// How long a guest token stays valid.
@@ -41,6 +42,20 @@ struct Claims {
     sub: String,
     iat: u64,
     exp: u64,
+    /// A guest token names no account; it is refused when anonymous access is off.
+    #[serde(default)]
+    guest: bool,
+}
+
+/// What a valid token says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// Who it names.
+    pub user: UserName,
+    /// Whether it is a guest's (no account).
+    pub guest: bool,
+    /// When it stops being valid.
+    pub expires_at: Timestamp,
 }
 
 /// Issues and verifies session tokens.
@@ -88,22 +103,29 @@ impl Tokens {
         })
     }
 
-    /// A token for `user`, valid for `ttl`.
-    pub fn issue(&self, user: &UserName, ttl: Duration) -> String {
+    /// A token for `user` (a guest's if `guest`), valid for `ttl`, and its expiry.
+    pub fn issue(&self, user: &UserName, ttl: Duration, guest: bool) -> (String, Timestamp) {
         let iat = unix_now();
+        let exp = iat + ttl.as_secs();
         let claims = Claims {
             sub: user.to_string(),
             iat,
-            exp: iat + ttl.as_secs(),
+            exp,
+            guest,
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .unwrap_or_else(|e| unreachable!("HS256 signing of plain claims cannot fail: {e}"))
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .unwrap_or_else(|e| unreachable!("HS256 signing of plain claims cannot fail: {e}"));
+        (token, Timestamp::from_unix_ms(exp as i64 * 1000))
     }
 
-    /// The user a valid token names.
-    pub fn verify(&self, token: &str) -> Result<UserName, IdentityError> {
+    /// What a valid, unexpired token says.
+    pub fn verify(&self, token: &str) -> Result<Verified, IdentityError> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)?;
-        UserName::new(data.claims.sub).map_err(|_| IdentityError::Subject)
+        Ok(Verified {
+            user: UserName::new(data.claims.sub).map_err(|_| IdentityError::Subject)?,
+            guest: data.claims.guest,
+            expires_at: Timestamp::from_unix_ms(data.claims.exp as i64 * 1000),
+        })
     }
 }
 
@@ -115,9 +137,7 @@ pub fn guest_name() -> UserName {
 }
 
 fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    (crate::now().unix_ms() / 1000).max(0) as u64
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -138,11 +158,14 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let t = Tokens::load_or_create(dir.path(), None).expect("tokens");
         let ann = UserName::new("ann").expect("name");
-        let token = t.issue(&ann, Duration::from_secs(60));
-        assert_eq!(t.verify(&token).expect("valid"), ann);
+        let (token, exp) = t.issue(&ann, Duration::from_secs(60), false);
+        let verified = t.verify(&token).expect("valid");
+        assert_eq!((verified.user.clone(), verified.guest, verified.expires_at), (ann.clone(), false, exp));
+        let (guest, _) = t.issue(&ann, Duration::from_secs(60), true);
+        assert!(t.verify(&guest).expect("valid").guest);
 
         let again = Tokens::load_or_create(dir.path(), None).expect("tokens");
-        assert_eq!(again.verify(&token).expect("same key after restart"), ann);
+        assert_eq!(again.verify(&token).expect("same key after restart").user, ann);
 
         let other = tempfile::tempdir().expect("tempdir");
         let foreign = Tokens::load_or_create(other.path(), None).expect("tokens");
@@ -154,6 +177,7 @@ mod tests {
             sub: "ann".into(),
             iat: 1,
             exp: 2,
+            guest: false,
         };
         let old = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &past, &strict.encoding)
             .expect("sign");

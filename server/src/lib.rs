@@ -13,11 +13,16 @@
 //! [`run`] wires it together and owns shutdown: on the signal it stops accepting, tells every session to
 //! close with 1001, waits for them, and lets the relay store what is still queued.
 
+pub mod access;
+pub mod accounts;
+pub mod api;
 pub mod config;
 pub mod history;
 pub mod http;
 pub mod hub;
 pub mod identity;
+pub mod limits;
+pub mod listener;
 pub mod mailbox;
 pub mod node;
 pub mod relay;
@@ -25,11 +30,13 @@ pub mod ws;
 
 pub use config::Config;
 
+use access::RoomAccess;
+use accounts::Accounts;
 use history::{History, Retention, sqlite::SqliteHistory};
 use hub::Hub;
 use identity::Tokens;
-use node::Node;
-use std::{future::Future, net::SocketAddr, sync::Arc};
+use node::{Node, NodeParts};
+use std::{future::Future, sync::Arc};
 use tokio::net::TcpListener;
 
 /// Why the server could not start or run.
@@ -41,9 +48,20 @@ pub enum ServerError {
     /// The token key could not be loaded.
     #[error(transparent)]
     Identity(#[from] identity::IdentityError),
-    /// Serving failed.
-    #[error("serving: {0}")]
-    Io(#[from] std::io::Error),
+    /// The accounts table could not be opened.
+    #[error(transparent)]
+    Accounts(#[from] accounts::AccountError),
+    /// The room access tables could not be opened.
+    #[error(transparent)]
+    Access(#[from] access::AccessError),
+}
+
+/// The current time, as the server stamps messages and tokens.
+pub fn now() -> shared::Timestamp {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    shared::Timestamp::from_unix_ms(ms)
 }
 
 /// Serves `listener` until `shutdown` completes, then shuts down gracefully.
@@ -54,29 +72,25 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     let history: Arc<dyn History> = Arc::new(SqliteHistory::open(&config.data_dir)?);
     let tokens = Tokens::load_or_create(&config.data_dir, config.token_secret.as_deref())?;
+    let accounts = Accounts::open(&config.data_dir)?;
+    let access = RoomAccess::open(&config.data_dir)?;
     let hub = Arc::new(Hub::default());
     let retention = Retention {
         count: config.retention_count,
         age: config.retention_age,
     };
     let (relay, relay_task) = relay::spawn(Arc::clone(&history), Arc::clone(&hub), retention);
-    let grace = config.shutdown_grace;
-    let node = Node::new(config, hub, history, relay, tokens);
+    let (grace, handshake_timeout) = (config.shutdown_grace, config.handshake_timeout);
+    let node = Node::new(NodeParts { config, hub, history, relay, tokens, accounts, access });
 
     let stop = node.shutdown.clone();
-    let service = http::router(node.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "could not set TCP_NODELAY");
-        }
+    tokio::spawn(async move {
+        shutdown.await;
+        tracing::info!("shutting down: closing connections");
+        stop.cancel();
     });
-    axum::serve(listener, service)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down: closing connections");
-            stop.cancel();
-        })
-        .await?;
+    let router = http::router(node.clone());
+    listener::serve(listener, router, handshake_timeout, node.shutdown.clone(), grace).await;
 
     // No new connections now. Sessions saw the cancellation and are closing with 1001.
     node.sessions.close();

@@ -2,13 +2,17 @@
 //!
 //! A [`Node`] is cheap to clone (one `Arc`) and is the state of every HTTP handler and WebSocket session:
 //! configuration, the [`Hub`] of room members, the [`History`] store, the [`RelayHandle`] that stores and
-//! publishes messages, session [`Tokens`], the connection limit, and the shutdown signal.
+//! publishes messages, session [`Tokens`], [`Accounts`], private-room [`RoomAccess`], the limits, and the
+//! shutdown signal.
 
 use crate::{
+    access::RoomAccess,
+    accounts::Accounts,
     config::Config,
     history::History,
     hub::{ConnId, Hub},
     identity::Tokens,
+    limits::{PerIp, UserRates},
     relay::RelayHandle,
 };
 use std::sync::{
@@ -17,6 +21,25 @@ use std::sync::{
 };
 use tokio::sync::Semaphore;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+/// What [`Node::new`] is built from.
+#[derive(Debug)]
+pub struct NodeParts {
+    /// The configuration.
+    pub config: Config,
+    /// Room membership.
+    pub hub: Arc<Hub>,
+    /// Durable history.
+    pub history: Arc<dyn History>,
+    /// The relay's handle.
+    pub relay: RelayHandle,
+    /// Token keys.
+    pub tokens: Tokens,
+    /// Accounts.
+    pub accounts: Accounts,
+    /// Private rooms.
+    pub access: RoomAccess,
+}
 
 /// The shared state of one server instance.
 #[derive(Debug, Clone)]
@@ -35,6 +58,14 @@ pub struct NodeInner {
     pub relay: RelayHandle,
     /// Session token issuing and checking.
     pub tokens: Tokens,
+    /// User accounts.
+    pub accounts: Accounts,
+    /// Private rooms and their members.
+    pub access: RoomAccess,
+    /// Per-user message rate.
+    pub user_rates: UserRates,
+    /// WebSocket connections per address.
+    pub per_ip: PerIp,
     /// One permit per open WebSocket connection.
     pub connections: Arc<Semaphore>,
     /// Cancelled when the node begins shutting down; sessions then close with 1001.
@@ -46,20 +77,28 @@ pub struct NodeInner {
 
 impl Node {
     /// Assembles a node from its parts.
-    pub fn new(
-        config: Config,
-        hub: Arc<Hub>,
-        history: Arc<dyn History>,
-        relay: RelayHandle,
-        tokens: Tokens,
-    ) -> Self {
+    pub fn new(parts: NodeParts) -> Self {
+        let NodeParts {
+            config,
+            hub,
+            history,
+            relay,
+            tokens,
+            accounts,
+            access,
+        } = parts;
         let connections = Arc::new(Semaphore::new(config.max_connections));
+        let user_rates = UserRates::new(config.rate_limit, config.rate_burst);
         Self(Arc::new(NodeInner {
             config,
             hub,
             history,
             relay,
             tokens,
+            accounts,
+            access,
+            user_rates,
+            per_ip: PerIp::default(),
             connections,
             shutdown: CancellationToken::new(),
             sessions: TaskTracker::new(),

@@ -18,7 +18,8 @@ use crate::{
     hub::{ConnId, Hub},
     mailbox::{Mailbox, Outbound, Published},
 };
-use shared::{ErrorCode, ServerMessage, Timestamp};
+use crate::now;
+use shared::{ErrorCode, ServerMessage};
 use std::{sync::Arc, time::Duration};
 use tokio::{sync::mpsc, task::JoinHandle};
 
@@ -67,13 +68,6 @@ pub fn spawn(
     let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
     let task = tokio::spawn(run(rx, history, hub, retention));
     (RelayHandle { tx }, task)
-}
-
-fn now() -> Timestamp {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
-    Timestamp::from_unix_ms(ms)
 }
 
 async fn run(

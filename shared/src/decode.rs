@@ -7,7 +7,7 @@
 use crate::{ClientMessage, ClientMsgId, ErrorCode};
 
 /// The `type` values of [`ClientMessage`].
-const KNOWN_TYPES: &[&str] = &["chat", "join", "leave", "ping"];
+const KNOWN_TYPES: &[&str] = &["chat", "join", "leave", "invite", "ping"];
 
 /// Why a frame was refused; becomes a [`crate::ServerMessage::Error`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -151,7 +151,8 @@ mod tests {
             decode_client(r#"{"type":"join","room":"dev","since":41}"#),
             Ok(ClientMessage::Join {
                 room: RoomId::new("dev").expect("valid"),
-                since: Some(41)
+                since: Some(41),
+                private: false,
             })
         );
     }

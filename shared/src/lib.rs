@@ -10,10 +10,12 @@
 //! - [`ids`]: validated names and identifiers ([`RoomId`], [`UserName`], [`ClientMsgId`], [`ChatText`]).
 //! - [`time`]: [`Timestamp`], server-assigned time on the wire as RFC 3339 UTC with milliseconds.
 //! - [`close`]: WebSocket close codes and which of them a client should reconnect after.
+//! - [`api`]: the HTTP API for accounts and sessions (`/api/register`, `/api/login`, ...).
 //!
 //! The protocol stays wire-compatible with the design article's Node relay: a client that only sends
 //! `{"type":"chat","text":"hi"}` and reads `status`, `chat` and `error` frames works unchanged.
 
+pub mod api;
 pub mod close;
 pub mod decode;
 pub mod ids;

@@ -34,11 +34,24 @@ pub enum ClientMessage {
         /// The last `seq` this client has seen in the room.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         since: Option<Seq>,
+        /// Create the room as private, with the joiner as its only member (only when it does not exist
+        /// yet; joining an existing room ignores this). Only members can join, read or post in a private
+        /// room.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        private: bool,
     },
     /// Stop receiving `room`'s messages, e.g. `{"type":"leave","room":"dev"}`.
     Leave {
         /// The room to leave.
         room: RoomId,
+    },
+    /// Add `user` to the private `room`; only a member may invite:
+    /// `{"type":"invite","room":"team","user":"bob"}`.
+    Invite {
+        /// The private room.
+        room: RoomId,
+        /// Who to add.
+        user: UserName,
     },
     /// An application-level heartbeat (browsers cannot see WebSocket pings): the server answers
     /// [`ServerMessage::Pong`] at once.
@@ -98,6 +111,13 @@ pub enum ServerMessage {
         /// The room's newest `seq` at the join.
         head: Seq,
     },
+    /// `user` is now a member of the private `room` (the answer to an `invite`).
+    Invited {
+        /// The room.
+        room: RoomId,
+        /// The new member.
+        user: UserName,
+    },
     /// The connection no longer receives `room`.
     Left {
         /// The room left.
@@ -140,6 +160,10 @@ pub enum ErrorCode {
     HistoryTruncated,
     /// The server could not store the message; it was not relayed and may be sent again.
     Unavailable,
+    /// The room is private and this user is not a member (or may not invite there).
+    Forbidden,
+    /// Too many messages too fast: this one was not stored or relayed; send it again later.
+    RateLimited,
     /// A code this client version does not know (newer servers may add codes).
     #[serde(other)]
     Other,

@@ -57,6 +57,13 @@ fn server_frames() {
             r#"{"type":"left","room":"dev"}"#,
         ),
         (
+            ServerMessage::Invited {
+                room: room("team"),
+                user: UserName::new("bob").expect("name"),
+            },
+            r#"{"type":"invited","room":"team","user":"bob"}"#,
+        ),
+        (
             ServerMessage::error(ErrorCode::UnknownType, "unknown message type \"x\""),
             r#"{"type":"error","code":"unknown_type","message":"unknown message type \"x\""}"#,
         ),
@@ -102,6 +109,7 @@ fn client_frames() {
             ClientMessage::Join {
                 room: room("dev"),
                 since: Some(41),
+                private: false,
             },
         ),
         (
@@ -109,6 +117,22 @@ fn client_frames() {
             ClientMessage::Join {
                 room: room("dev"),
                 since: None,
+                private: false,
+            },
+        ),
+        (
+            r#"{"type":"join","room":"team","private":true}"#,
+            ClientMessage::Join {
+                room: room("team"),
+                since: None,
+                private: true,
+            },
+        ),
+        (
+            r#"{"type":"invite","room":"team","user":"bob"}"#,
+            ClientMessage::Invite {
+                room: room("team"),
+                user: UserName::new("bob").expect("name"),
             },
         ),
         (

@@ -33,17 +33,29 @@ fn free_port() -> u16 {
 }
 
 /// The chat server, restartable on the same address and data directory.
-#[derive(Debug)]
 pub struct AppServer {
     /// Where it listens.
     pub addr: SocketAddr,
     data: tempfile::TempDir,
+    adjust: Box<dyn Fn(&mut server::Config) + Send + Sync>,
     running: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
 }
 
+impl std::fmt::Debug for AppServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppServer").field("addr", &self.addr).finish_non_exhaustive()
+    }
+}
+
 impl AppServer {
-    /// Starts a server with a fresh data directory, serving the built app.
+    /// Starts a server with a fresh data directory, serving the built app, letting guests in without an
+    /// account (`--allow-anonymous`).
     pub async fn start() -> Self {
+        Self::start_with(|c| c.allow_anonymous = true).await
+    }
+
+    /// Starts a server with default settings changed by `adjust` (e.g. accounts required, short tokens).
+    pub async fn start_with(adjust: impl Fn(&mut server::Config) + Send + Sync + 'static) -> Self {
         let index = dist_dir().join("index.html");
         assert!(
             index.is_file(),
@@ -54,6 +66,7 @@ impl AppServer {
         let mut server = Self {
             addr,
             data: tempfile::tempdir().expect("tempdir"),
+            adjust: Box::new(adjust),
             running: None,
         };
         server.restart().await;
@@ -70,6 +83,7 @@ impl AppServer {
         assert!(self.running.is_none(), "already running");
         let mut config = server::Config::with_data_dir(self.data.path());
         config.static_dir = dist_dir();
+        (self.adjust)(&mut config);
         let listener = tokio::net::TcpListener::bind(self.addr)
             .await
             .expect("bind the same port");

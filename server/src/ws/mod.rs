@@ -1,18 +1,25 @@
 //! The WebSocket endpoint, `GET /ws`.
 //!
-//! [`upgrade`] runs the handshake checks before any upgrade (identity from `?token=`, the connection
-//! limit), sizes the socket's buffers small, and hands the upgraded socket to a [`session`] task tracked
-//! by the node, so that shutdown can close it with 1001 and wait for it.
+//! [`upgrade`] runs every check before any upgrade, each refusal a plain HTTP status:
+//! - `Origin` must be the app's own origin or one allowed by `--allowed-origin` (403), against cross-site
+//!   WebSocket hijacking;
+//! - the token (cookie, `Authorization: Bearer`, or `?token=`) must be valid and unexpired (401); without
+//!   one the connection is a guest's if `--allow-anonymous`, else 401;
+//! - the total and per-address connection limits (503, 429).
+//!
+//! It then sizes the socket's buffers small and hands the upgraded socket to a [`session`] task tracked by
+//! the node, so that shutdown can close it with 1001 and wait for it.
 
 pub mod session;
 
 use crate::{
+    api::request_token,
     identity::{self, GUEST_TOKEN_TTL},
     node::Node,
 };
 use axum::{
     extract::{ConnectInfo, Query, State, WebSocketUpgrade},
-    http::StatusCode,
+    http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use serde::Deserialize;
@@ -27,8 +34,29 @@ const WRITE_BUFFER_BYTES: usize = 8 * 1024;
 /// Query parameters of `GET /ws`.
 #[derive(Debug, Deserialize)]
 pub struct WsQuery {
-    /// A session token from an earlier welcome.
+    /// A session token (an account's from `/api/login`, or a guest's from an earlier welcome).
     pub token: Option<String>,
+}
+
+fn refuse(status: StatusCode, why: &'static str) -> Response {
+    (status, why).into_response()
+}
+
+/// Whether a page from `origin` may open a WebSocket here.
+fn origin_allowed(node: &Node, headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true; // not a browser: cross-site hijacking needs a browser, which always sends Origin
+    };
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let own = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+        .is_some_and(|o| !host.is_empty() && o.eq_ignore_ascii_case(host));
+    own || node
+        .config
+        .allowed_origins
+        .iter()
+        .any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
 }
 
 /// Checks the handshake and upgrades.
@@ -36,23 +64,36 @@ pub async fn upgrade(
     State(node): State<Node>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(query): Query<WsQuery>,
+    headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let user = match query.token.as_deref() {
-        Some(token) => match node.tokens.verify(token) {
-            Ok(user) => user,
-            Err(e) => {
-                tracing::debug!(%peer, error = %e, "refused upgrade");
-                return (StatusCode::UNAUTHORIZED, "invalid or expired token\n").into_response();
+    if !origin_allowed(&node, &headers) {
+        tracing::warn!(%peer, origin = ?headers.get(header::ORIGIN), "refused upgrade: origin not allowed");
+        return refuse(StatusCode::FORBIDDEN, "origin not allowed\n");
+    }
+    let anonymous = node.config.allow_anonymous;
+    let (user, guest, expires_at) = match request_token(&headers, query.token.as_deref()) {
+        Some(token) => match node.tokens.verify(&token) {
+            Ok(v) if !v.guest => (v.user, false, Some(v.expires_at)),
+            Ok(v) if anonymous => (v.user, true, None),
+            Ok(_) | Err(_) => {
+                tracing::debug!(%peer, "refused upgrade: invalid token");
+                return refuse(StatusCode::UNAUTHORIZED, "invalid or expired token\n");
             }
         },
-        None => identity::guest_name(),
+        None if anonymous => (identity::guest_name(), true, None),
+        None => return refuse(StatusCode::UNAUTHORIZED, "sign in first: no token\n"),
     };
     let Ok(permit) = node.connections.clone().try_acquire_owned() else {
         tracing::warn!(%peer, "refused upgrade: connection limit reached");
-        return (StatusCode::SERVICE_UNAVAILABLE, "too many connections\n").into_response();
+        return refuse(StatusCode::SERVICE_UNAVAILABLE, "too many connections\n");
     };
-    let token = node.tokens.issue(&user, GUEST_TOKEN_TTL);
+    let Some(ip_slot) = node.per_ip.acquire(peer.ip(), node.config.max_connections_per_ip) else {
+        tracing::warn!(%peer, "refused upgrade: per-address connection limit reached");
+        return refuse(StatusCode::TOO_MANY_REQUESTS, "too many connections from this address\n");
+    };
+    // Guests get a token for their next connection, to keep their name; accounts already have one.
+    let token = guest.then(|| node.tokens.issue(&user, GUEST_TOKEN_TTL, true).0);
     let max = node.config.max_message_bytes;
     let queue = node.config.queue_bytes;
     ws.read_buffer_size(READ_BUFFER_BYTES)
@@ -63,14 +104,14 @@ pub async fn upgrade(
         .on_upgrade(move |socket| {
             let tracked = node.sessions.token();
             async move {
-                let peer_info = session::Peer {
+                let peer = session::Peer {
                     addr: peer,
                     user,
                     token,
+                    expires_at,
                 };
-                session::run(socket, node, peer_info).await;
-                drop(permit);
-                drop(tracked);
+                session::run(socket, node, peer).await;
+                drop((permit, ip_slot, tracked));
             }
         })
 }

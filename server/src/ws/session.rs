@@ -26,7 +26,8 @@ use crate::{
 };
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
-use shared::{ClientMessage, ErrorCode, RoomId, Seq, ServerMessage, UserName, close};
+use crate::limits::TokenBucket;
+use shared::{ClientMessage, ClientMsgId, ErrorCode, RoomId, Seq, ServerMessage, Timestamp, UserName, close};
 use std::{collections::HashMap, net::SocketAddr, time::Instant};
 use tokio::time::{MissedTickBehavior, interval_at, sleep_until};
 
@@ -46,8 +47,10 @@ pub struct Peer {
     pub addr: SocketAddr,
     /// The name this connection speaks as.
     pub user: UserName,
-    /// A token for the next connection (sent in the welcome).
-    pub token: String,
+    /// A guest token for the next connection (sent in the welcome); accounts have their own.
+    pub token: Option<String>,
+    /// When the account token expires: the session is closed with 4501 then.
+    pub expires_at: Option<Timestamp>,
 }
 
 /// Why a session ended.
@@ -70,6 +73,8 @@ struct Session<S> {
     /// Joined rooms and the last `seq` written to the socket for each (`None`: nothing yet, deliver all).
     rooms: HashMap<RoomId, Option<Seq>>,
     last_heard: Instant,
+    /// This connection's message rate.
+    rate: TokenBucket,
 }
 
 /// Serves one upgraded connection until it closes.
@@ -81,6 +86,7 @@ where
     let (mailbox, rx) = mailbox(node.config.queue_bytes);
     let started = Instant::now();
     tracing::info!(conn, user = %peer.user, peer = %peer.addr, "connected");
+    let rate = TokenBucket::new(node.config.rate_limit, node.config.rate_burst);
     let mut session = Session {
         socket,
         node,
@@ -89,8 +95,9 @@ where
         mailbox,
         rooms: HashMap::new(),
         last_heard: Instant::now(),
+        rate,
     };
-    let end = session.serve(rx, peer.token).await;
+    let end = session.serve(rx, peer.token, peer.expires_at).await;
     for room in session.rooms.keys() {
         session.node.hub.leave(room, conn);
     }
@@ -106,11 +113,11 @@ impl<S> Session<S>
 where
     S: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Unpin,
 {
-    async fn serve(&mut self, mut rx: MailboxReceiver, token: String) -> End {
+    async fn serve(&mut self, mut rx: MailboxReceiver, token: Option<String>, expires_at: Option<Timestamp>) -> End {
         let welcome = ServerMessage::Status {
             message: "Welcome to the chat!".into(),
             user: Some(self.user.clone()),
-            token: Some(token),
+            token,
         };
         if self.send(&welcome).await.is_err() {
             return End::WriteFailed;
@@ -124,10 +131,21 @@ where
         let deadline = sleep_until(tokio::time::Instant::from_std(self.last_heard + timeout));
         tokio::pin!(deadline);
         let shutdown = self.node.shutdown.clone();
+        let expiry = async move {
+            match expires_at {
+                Some(at) => {
+                    let ms = at.unix_ms().saturating_sub(crate::now().unix_ms()).max(0) as u64;
+                    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(expiry);
 
         loop {
             let step = tokio::select! {
                 _ = shutdown.cancelled() => Err(End::Closed(close::GOING_AWAY, "server shutting down")),
+                _ = &mut expiry => Err(End::Closed(close::UNAUTHORIZED, "session expired: sign in again")),
                 inbound = self.socket.next() => match inbound {
                     None => Err(End::PeerGone),
                     Some(Ok(frame)) => {
@@ -216,9 +234,17 @@ where
         };
         match message {
             ClientMessage::Chat { text, room, id } => {
+                let room = room.unwrap_or_default();
+                if !self.node.access.allowed(&room, &self.user) {
+                    return self.refuse(ErrorCode::Forbidden, "this room is private", id, Some(room)).await;
+                }
+                let now = Instant::now();
+                if !self.rate.try_take(now) || !self.node.user_rates.try_take(&self.user, now) {
+                    return self.refuse(ErrorCode::RateLimited, "too many messages; send it again later", id, Some(room)).await;
+                }
                 let request = AppendRequest {
                     message: NewMessage {
-                        room: room.unwrap_or_default(),
+                        room,
                         sender: self.user.clone(),
                         text,
                         client_id: id.clone(),
@@ -237,7 +263,26 @@ where
                 }
                 Ok(())
             }
-            ClientMessage::Join { room, since } => self.join(room, since).await,
+            ClientMessage::Join { room, since, private } => {
+                if private && !self.node.access.is_private(&room) {
+                    if let Err(refusal) = self.create_private(&room).await {
+                        return self.send(&refusal).await;
+                    }
+                } else if !self.node.access.allowed(&room, &self.user) {
+                    return self.refuse(ErrorCode::Forbidden, "this room is private", None, Some(room)).await;
+                }
+                self.join(room, since).await
+            }
+            ClientMessage::Invite { room, user } => match self.node.access.invite(&room, &self.user, &user).await {
+                Ok(()) => self.send(&ServerMessage::Invited { room, user }).await,
+                Err(crate::access::AccessError::Forbidden) => {
+                    self.refuse(ErrorCode::Forbidden, "only members of a private room can invite to it", None, Some(room)).await
+                }
+                Err(e) => {
+                    tracing::error!(conn = self.conn, error = %e, "invite failed");
+                    self.refuse(ErrorCode::Unavailable, "the invitation could not be stored; try again", None, Some(room)).await
+                }
+            },
             ClientMessage::Leave { room } => {
                 if self.rooms.remove(&room).is_some() {
                     self.node.hub.leave(&room, self.conn);
@@ -246,6 +291,30 @@ where
             }
             ClientMessage::Ping => self.send(&ServerMessage::Pong).await,
         }
+    }
+
+    /// Sends an `error` about a refused request.
+    async fn refuse(&mut self, code: ErrorCode, message: &str, id: Option<ClientMsgId>, room: Option<RoomId>) -> Result<(), End> {
+        self.send(&ServerMessage::Error { code, message: message.into(), id, room }).await
+    }
+
+    /// Makes `room` private with this user as its only member, if it is new: no history, nobody in it.
+    async fn create_private(&mut self, room: &RoomId) -> Result<(), ServerMessage> {
+        let refusal = |code, message: &str| ServerMessage::Error { code, message: message.into(), id: None, room: Some(room.clone()) };
+        let head = match self.node.history.read_since(room.clone(), 0, 0).await {
+            Ok(page) => page.head,
+            Err(e) => {
+                tracing::error!(conn = self.conn, error = %e, "reading history failed");
+                return Err(refusal(ErrorCode::Unavailable, "try again later"));
+            }
+        };
+        if head > 0 || self.node.hub.member_count(room) > 0 {
+            return Err(refusal(ErrorCode::Forbidden, "only a new room can be made private; this one is public"));
+        }
+        self.node.access.create_private(room, &self.user).await.map_err(|e| {
+            tracing::error!(conn = self.conn, error = %e, "creating a private room failed");
+            refusal(ErrorCode::Unavailable, "try again later")
+        })
     }
 
     fn subscribe(&mut self, room: RoomId, last_sent: Option<Seq>) {

@@ -11,7 +11,10 @@ use tokio::{
     sync::oneshot,
     task::JoinHandle,
 };
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, tungstenite::Message};
+use tokio_tungstenite::{
+    MaybeTlsStream, WebSocketStream,
+    tungstenite::{Message, client::IntoClientRequest, handshake::client::Request},
+};
 
 /// How long to wait for something that should arrive.
 pub(crate) const WAIT: Duration = Duration::from_secs(10);
@@ -33,6 +36,9 @@ impl TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = Config::with_data_dir(dir.path());
         config.static_dir = dir.path().join("static");
+        // Most tests are about delivery, not about accounts or flooding; those tests turn these back.
+        config.allow_anonymous = true;
+        config.rate_limit = 0.0;
         adjust(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -78,7 +84,7 @@ pub(crate) struct ServerProcess {
 impl ServerProcess {
     pub(crate) async fn start(data_dir: &std::path::Path) -> Self {
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_server"))
-            .args(["--bind", "127.0.0.1:0", "--data-dir"])
+            .args(["--bind", "127.0.0.1:0", "--allow-anonymous", "--rate-limit", "0", "--data-dir"])
             .arg(data_dir)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
@@ -276,4 +282,31 @@ pub(crate) fn data_dir() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("data");
     (dir, path)
+}
+
+/// A minimal HTTP/1.1 request; returns status, the raw header block, and the body.
+pub(crate) async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = TcpStream::connect(addr).await.expect("connect");
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() {
+        request.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    tcp.write_all(request.as_bytes()).await.expect("write");
+    let mut raw = String::new();
+    tcp.read_to_string(&mut raw).await.expect("read");
+    let status = raw.split_whitespace().nth(1).expect("status").parse().expect("status code");
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    (status, head.to_owned(), body.to_owned())
 }
