@@ -27,7 +27,9 @@ say "browser tests of the client (wasm-bindgen-test, headless Chromium, real ser
 cargo build -p server --locked
 data=$(mktemp -d)
 log="$data/server.log"
-target/debug/server --bind 127.0.0.1:0 --data-dir "$data" --static-dir "$data/none" >"$log" 2>&1 &
+# The test page comes from the test runner's own port: another origin, and no account.
+target/debug/server --bind 127.0.0.1:0 --data-dir "$data" --static-dir "$data/none" \
+  --allow-anonymous --allowed-origin '*' >"$log" 2>&1 &
 server_pid=$!
 trap 'kill $server_pid 2>/dev/null || true; rm -rf "$data"' EXIT
 for _ in $(seq 100); do

@@ -49,7 +49,8 @@ impl RoomAccess {
         let mut private: HashMap<RoomId, HashSet<UserName>> = HashMap::new();
         {
             let mut rows = conn.prepare("SELECT room, user FROM room_members")?;
-            let rows = rows.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            let rows =
+                rows.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
             for row in rows {
                 let (room, user) = row?;
                 if let (Ok(room), Ok(user)) = (RoomId::new(room), UserName::new(user)) {
@@ -69,7 +70,9 @@ impl RoomAccess {
 
     /// Whether `user` may join, read and post in `room`.
     pub fn allowed(&self, room: &RoomId, user: &UserName) -> bool {
-        self.read().get(room).is_none_or(|members| members.contains(user))
+        self.read()
+            .get(room)
+            .is_none_or(|members| members.contains(user))
     }
 
     /// Whether `room` is private.
@@ -78,12 +81,21 @@ impl RoomAccess {
     }
 
     /// Makes `room` private with `creator` as its only member. The caller checked that the room is new.
-    pub async fn create_private(&self, room: &RoomId, creator: &UserName) -> Result<(), AccessError> {
+    pub async fn create_private(
+        &self,
+        room: &RoomId,
+        creator: &UserName,
+    ) -> Result<(), AccessError> {
         self.add_member(room, creator).await
     }
 
     /// Adds `user` to the private `room`, if `inviter` is a member.
-    pub async fn invite(&self, room: &RoomId, inviter: &UserName, user: &UserName) -> Result<(), AccessError> {
+    pub async fn invite(
+        &self,
+        room: &RoomId,
+        inviter: &UserName,
+        user: &UserName,
+    ) -> Result<(), AccessError> {
         let is_member = self.read().get(room).is_some_and(|m| m.contains(inviter));
         if !is_member {
             return Err(AccessError::Forbidden);
@@ -131,7 +143,10 @@ mod tests {
         assert!(access.allowed(&room, &eve), "public until made private");
         access.create_private(&room, &ann).await.expect("create");
         assert!(access.allowed(&room, &ann) && !access.allowed(&room, &bob));
-        assert!(matches!(access.invite(&room, &eve, &eve).await, Err(AccessError::Forbidden)));
+        assert!(matches!(
+            access.invite(&room, &eve, &eve).await,
+            Err(AccessError::Forbidden)
+        ));
         access.invite(&room, &ann, &bob).await.expect("invite");
         drop(access);
         let access = RoomAccess::open(dir.path()).expect("reopen");

@@ -69,11 +69,15 @@ impl Accounts {
 
     /// Creates an account.
     pub async fn register(&self, credentials: Credentials) -> Result<UserName, AccountError> {
-        let name = UserName::new(credentials.name.clone()).map_err(|e| AccountError::BadName(e.to_string()))?;
+        let name = UserName::new(credentials.name.clone())
+            .map_err(|e| AccountError::BadName(e.to_string()))?;
         if name.as_str().starts_with("guest-") {
-            return Err(AccountError::BadName("names starting with guest- are reserved".into()));
+            return Err(AccountError::BadName(
+                "names starting with guest- are reserved".into(),
+            ));
         }
-        shared::api::check_password(name.as_str(), &credentials.password).map_err(AccountError::WeakPassword)?;
+        shared::api::check_password(name.as_str(), &credentials.password)
+            .map_err(AccountError::WeakPassword)?;
         let conn = Arc::clone(&self.conn);
         tokio::task::spawn_blocking(move || {
             let hashed = hash(&credentials.password)?;
@@ -98,7 +102,11 @@ impl Accounts {
                 Some(name) => conn
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .query_row("SELECT password_hash FROM users WHERE name = ?1", [name.as_str()], |r| r.get(0))
+                    .query_row(
+                        "SELECT password_hash FROM users WHERE name = ?1",
+                        [name.as_str()],
+                        |r| r.get(0),
+                    )
                     .optional()?,
                 None => None,
             };
@@ -121,7 +129,11 @@ fn hash(password: &str) -> Result<String, AccountError> {
 }
 
 fn verify(stored: &str, password: &str) -> bool {
-    PasswordHash::new(stored).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+    PasswordHash::new(stored).is_ok_and(|h| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &h)
+            .is_ok()
+    })
 }
 
 #[cfg(test)]
@@ -129,29 +141,66 @@ mod tests {
     use super::*;
 
     fn creds(name: &str, password: &str) -> Credentials {
-        Credentials { name: name.into(), password: password.into() }
+        Credentials {
+            name: name.into(),
+            password: password.into(),
+        }
     }
 
     #[tokio::test]
     async fn register_then_login() {
         let dir = tempfile::tempdir().expect("tempdir");
         let accounts = Accounts::open(dir.path()).expect("open");
-        let ann = accounts.register(creds("ann", "correct horse")).await.expect("register");
+        let ann = accounts
+            .register(creds("ann", "correct horse"))
+            .await
+            .expect("register");
         assert_eq!(ann.as_str(), "ann");
-        assert!(matches!(accounts.register(creds("ann", "another pass")).await, Err(AccountError::NameTaken)));
-        assert!(matches!(accounts.register(creds("b b", "correct horse")).await, Err(AccountError::BadName(_))));
-        assert!(matches!(accounts.register(creds("guest-1", "correct horse")).await, Err(AccountError::BadName(_))));
-        assert!(matches!(accounts.register(creds("bob", "short")).await, Err(AccountError::WeakPassword(_))));
-        assert_eq!(accounts.login(creds("ann", "correct horse")).await.expect("login"), ann);
-        assert!(matches!(accounts.login(creds("ann", "wrong horse")).await, Err(AccountError::BadCredentials)));
-        assert!(matches!(accounts.login(creds("nobody", "correct horse")).await, Err(AccountError::BadCredentials)));
+        assert!(matches!(
+            accounts.register(creds("ann", "another pass")).await,
+            Err(AccountError::NameTaken)
+        ));
+        assert!(matches!(
+            accounts.register(creds("b b", "correct horse")).await,
+            Err(AccountError::BadName(_))
+        ));
+        assert!(matches!(
+            accounts.register(creds("guest-1", "correct horse")).await,
+            Err(AccountError::BadName(_))
+        ));
+        assert!(matches!(
+            accounts.register(creds("bob", "short")).await,
+            Err(AccountError::WeakPassword(_))
+        ));
+        assert_eq!(
+            accounts
+                .login(creds("ann", "correct horse"))
+                .await
+                .expect("login"),
+            ann
+        );
+        assert!(matches!(
+            accounts.login(creds("ann", "wrong horse")).await,
+            Err(AccountError::BadCredentials)
+        ));
+        assert!(matches!(
+            accounts.login(creds("nobody", "correct horse")).await,
+            Err(AccountError::BadCredentials)
+        ));
 
         let stored: String = accounts
             .conn
             .lock()
             .expect("lock")
-            .query_row("SELECT password_hash FROM users WHERE name = 'ann'", [], |r| r.get(0))
+            .query_row(
+                "SELECT password_hash FROM users WHERE name = 'ann'",
+                [],
+                |r| r.get(0),
+            )
             .expect("row");
-        assert!(stored.starts_with("$argon2id$"), "hashed with Argon2id, never stored plain: {stored}");
+        assert!(
+            stored.starts_with("$argon2id$"),
+            "hashed with Argon2id, never stored plain: {stored}"
+        );
     }
 }

@@ -63,12 +63,20 @@ impl IntoResponse for AccountError {
         let message = self.to_string();
         match self {
             AccountError::BadName(_) => fail(StatusCode::BAD_REQUEST, "bad_name", message),
-            AccountError::WeakPassword(_) => fail(StatusCode::BAD_REQUEST, "weak_password", message),
+            AccountError::WeakPassword(_) => {
+                fail(StatusCode::BAD_REQUEST, "weak_password", message)
+            }
             AccountError::NameTaken => fail(StatusCode::CONFLICT, "name_taken", message),
-            AccountError::BadCredentials => fail(StatusCode::UNAUTHORIZED, "bad_credentials", message),
+            AccountError::BadCredentials => {
+                fail(StatusCode::UNAUTHORIZED, "bad_credentials", message)
+            }
             AccountError::Db(_) | AccountError::Hash(_) | AccountError::Task(_) => {
                 tracing::error!(error = %message, "account operation failed");
-                fail(StatusCode::INTERNAL_SERVER_ERROR, "internal", "something went wrong; try again")
+                fail(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "something went wrong; try again",
+                )
             }
         }
     }
@@ -98,7 +106,15 @@ fn signed_in(node: &Node, status: StatusCode, name: shared::UserName) -> Respons
         "{COOKIE_NAME}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
         ttl.as_secs()
     );
-    let mut response = (status, Json(LoginResponse { token, name, expires_at })).into_response();
+    let mut response = (
+        status,
+        Json(LoginResponse {
+            token,
+            name,
+            expires_at,
+        }),
+    )
+        .into_response();
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, v);
     }

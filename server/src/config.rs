@@ -64,7 +64,11 @@ pub struct Config {
 
     /// An extra origin (scheme://host[:port]) whose pages may open WebSockets here; repeat for more.
     /// The app's own origin is always allowed. `*` allows any origin (development only).
-    #[arg(long = "allowed-origin", env = "CHAT_ALLOWED_ORIGINS", value_delimiter = ',')]
+    #[arg(
+        long = "allowed-origin",
+        env = "CHAT_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
     pub allowed_origins: Vec<String>,
 
     /// Chat messages per second allowed per connection and per user (token bucket); 0 turns it off.

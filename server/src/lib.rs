@@ -81,7 +81,15 @@ pub async fn run(
     };
     let (relay, relay_task) = relay::spawn(Arc::clone(&history), Arc::clone(&hub), retention);
     let (grace, handshake_timeout) = (config.shutdown_grace, config.handshake_timeout);
-    let node = Node::new(NodeParts { config, hub, history, relay, tokens, accounts, access });
+    let node = Node::new(NodeParts {
+        config,
+        hub,
+        history,
+        relay,
+        tokens,
+        accounts,
+        access,
+    });
 
     let stop = node.shutdown.clone();
     tokio::spawn(async move {
@@ -90,7 +98,14 @@ pub async fn run(
         stop.cancel();
     });
     let router = http::router(node.clone());
-    listener::serve(listener, router, handshake_timeout, node.shutdown.clone(), grace).await;
+    listener::serve(
+        listener,
+        router,
+        handshake_timeout,
+        node.shutdown.clone(),
+        grace,
+    )
+    .await;
 
     // No new connections now. Sessions saw the cancellation and are closing with 1001.
     node.sessions.close();

@@ -26,7 +26,12 @@ impl TokenBucket {
     /// A full bucket.
     pub fn new(rate: f64, burst: u32) -> Self {
         let burst = f64::from(burst.max(1));
-        Self { tokens: burst, last: Instant::now(), rate, burst }
+        Self {
+            tokens: burst,
+            last: Instant::now(),
+            rate,
+            burst,
+        }
     }
 
     fn refill(&mut self, now: Instant) {
@@ -74,7 +79,11 @@ pub struct UserRates {
 impl UserRates {
     /// Buckets of `rate` per second and `burst`.
     pub fn new(rate: f64, burst: u32) -> Self {
-        Self { rate, burst, buckets: Mutex::new(HashMap::new()) }
+        Self {
+            rate,
+            burst,
+            buckets: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Takes a token from `user`'s bucket.
@@ -115,7 +124,10 @@ impl PerIp {
             return None;
         }
         *n += 1;
-        Some(IpSlot { counts: Arc::clone(&self.counts), ip })
+        Some(IpSlot {
+            counts: Arc::clone(&self.counts),
+            ip,
+        })
     }
 }
 
@@ -142,7 +154,10 @@ mod tests {
         let mut b = TokenBucket::new(2.0, 3);
         assert!((0..3).all(|_| b.try_take(start)));
         assert!(!b.try_take(start));
-        assert!(b.try_take(start + Duration::from_millis(500)), "2/s refills one in 0.5 s");
+        assert!(
+            b.try_take(start + Duration::from_millis(500)),
+            "2/s refills one in 0.5 s"
+        );
         assert!(!b.try_take(start + Duration::from_millis(500)));
         assert!(TokenBucket::new(0.0, 1).try_take(start), "rate 0 is off");
     }
@@ -150,7 +165,10 @@ mod tests {
     #[test]
     fn users_share_a_bucket() {
         let rates = UserRates::new(1.0, 2);
-        let (ann, bob) = (UserName::new("ann").expect("n"), UserName::new("bob").expect("n"));
+        let (ann, bob) = (
+            UserName::new("ann").expect("n"),
+            UserName::new("bob").expect("n"),
+        );
         let now = Instant::now();
         assert!(rates.try_take(&ann, now) && rates.try_take(&ann, now));
         assert!(!rates.try_take(&ann, now));

@@ -13,12 +13,12 @@
 //! ordered queue as everything else, and a sender never waits for its own commit before reading its next
 //! frame. The task ends when every [`RelayHandle`] is dropped, after storing what was already queued.
 
+use crate::now;
 use crate::{
     history::{Appended, History, NewMessage, Retention},
     hub::{ConnId, Hub},
     mailbox::{Mailbox, Outbound, Published},
 };
-use crate::now;
 use shared::{ErrorCode, ServerMessage};
 use std::{sync::Arc, time::Duration};
 use tokio::{sync::mpsc, task::JoinHandle};

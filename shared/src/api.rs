@@ -77,7 +77,7 @@ pub fn check_password(name: &str, password: &str) -> Result<(), &'static str> {
         Err("password must be at most 1024 bytes")
     } else if password.eq_ignore_ascii_case(name) {
         Err("password must not be the name")
-    } else if password.chars().all(|c| Some(c) == password.chars().next()) {
+    } else if password.chars().all(|c| password.starts_with(c)) {
         Err("password must not be one repeated character")
     } else {
         Ok(())

@@ -43,7 +43,9 @@ pub struct AppServer {
 
 impl std::fmt::Debug for AppServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppServer").field("addr", &self.addr).finish_non_exhaustive()
+        f.debug_struct("AppServer")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
     }
 }
 

@@ -47,7 +47,10 @@ fn origin_allowed(node: &Node, headers: &HeaderMap) -> bool {
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return true; // not a browser: cross-site hijacking needs a browser, which always sends Origin
     };
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let own = origin
         .strip_prefix("http://")
         .or_else(|| origin.strip_prefix("https://"))
@@ -88,9 +91,15 @@ pub async fn upgrade(
         tracing::warn!(%peer, "refused upgrade: connection limit reached");
         return refuse(StatusCode::SERVICE_UNAVAILABLE, "too many connections\n");
     };
-    let Some(ip_slot) = node.per_ip.acquire(peer.ip(), node.config.max_connections_per_ip) else {
+    let Some(ip_slot) = node
+        .per_ip
+        .acquire(peer.ip(), node.config.max_connections_per_ip)
+    else {
         tracing::warn!(%peer, "refused upgrade: per-address connection limit reached");
-        return refuse(StatusCode::TOO_MANY_REQUESTS, "too many connections from this address\n");
+        return refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many connections from this address\n",
+        );
     };
     // Guests get a token for their next connection, to keep their name; accounts already have one.
     let token = guest.then(|| node.tokens.issue(&user, GUEST_TOKEN_TTL, true).0);

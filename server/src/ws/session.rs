@@ -17,6 +17,7 @@
 //! The session is generic over the socket (any `Stream` + `Sink` of axum WebSocket messages), so its logic
 //! does not depend on a real network connection.
 
+use crate::limits::TokenBucket;
 use crate::{
     history::NewMessage,
     hub::ConnId,
@@ -26,8 +27,9 @@ use crate::{
 };
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
-use crate::limits::TokenBucket;
-use shared::{ClientMessage, ClientMsgId, ErrorCode, RoomId, Seq, ServerMessage, Timestamp, UserName, close};
+use shared::{
+    ClientMessage, ClientMsgId, ErrorCode, RoomId, Seq, ServerMessage, Timestamp, UserName, close,
+};
 use std::{collections::HashMap, net::SocketAddr, time::Instant};
 use tokio::time::{MissedTickBehavior, interval_at, sleep_until};
 
@@ -113,7 +115,12 @@ impl<S> Session<S>
 where
     S: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Unpin,
 {
-    async fn serve(&mut self, mut rx: MailboxReceiver, token: Option<String>, expires_at: Option<Timestamp>) -> End {
+    async fn serve(
+        &mut self,
+        mut rx: MailboxReceiver,
+        token: Option<String>,
+        expires_at: Option<Timestamp>,
+    ) -> End {
         let welcome = ServerMessage::Status {
             message: "Welcome to the chat!".into(),
             user: Some(self.user.clone()),
@@ -236,11 +243,20 @@ where
             ClientMessage::Chat { text, room, id } => {
                 let room = room.unwrap_or_default();
                 if !self.node.access.allowed(&room, &self.user) {
-                    return self.refuse(ErrorCode::Forbidden, "this room is private", id, Some(room)).await;
+                    return self
+                        .refuse(ErrorCode::Forbidden, "this room is private", id, Some(room))
+                        .await;
                 }
                 let now = Instant::now();
                 if !self.rate.try_take(now) || !self.node.user_rates.try_take(&self.user, now) {
-                    return self.refuse(ErrorCode::RateLimited, "too many messages; send it again later", id, Some(room)).await;
+                    return self
+                        .refuse(
+                            ErrorCode::RateLimited,
+                            "too many messages; send it again later",
+                            id,
+                            Some(room),
+                        )
+                        .await;
                 }
                 let request = AppendRequest {
                     message: NewMessage {
@@ -263,26 +279,51 @@ where
                 }
                 Ok(())
             }
-            ClientMessage::Join { room, since, private } => {
+            ClientMessage::Join {
+                room,
+                since,
+                private,
+            } => {
                 if private && !self.node.access.is_private(&room) {
                     if let Err(refusal) = self.create_private(&room).await {
                         return self.send(&refusal).await;
                     }
                 } else if !self.node.access.allowed(&room, &self.user) {
-                    return self.refuse(ErrorCode::Forbidden, "this room is private", None, Some(room)).await;
+                    return self
+                        .refuse(
+                            ErrorCode::Forbidden,
+                            "this room is private",
+                            None,
+                            Some(room),
+                        )
+                        .await;
                 }
                 self.join(room, since).await
             }
-            ClientMessage::Invite { room, user } => match self.node.access.invite(&room, &self.user, &user).await {
-                Ok(()) => self.send(&ServerMessage::Invited { room, user }).await,
-                Err(crate::access::AccessError::Forbidden) => {
-                    self.refuse(ErrorCode::Forbidden, "only members of a private room can invite to it", None, Some(room)).await
+            ClientMessage::Invite { room, user } => {
+                match self.node.access.invite(&room, &self.user, &user).await {
+                    Ok(()) => self.send(&ServerMessage::Invited { room, user }).await,
+                    Err(crate::access::AccessError::Forbidden) => {
+                        self.refuse(
+                            ErrorCode::Forbidden,
+                            "only members of a private room can invite to it",
+                            None,
+                            Some(room),
+                        )
+                        .await
+                    }
+                    Err(e) => {
+                        tracing::error!(conn = self.conn, error = %e, "invite failed");
+                        self.refuse(
+                            ErrorCode::Unavailable,
+                            "the invitation could not be stored; try again",
+                            None,
+                            Some(room),
+                        )
+                        .await
+                    }
                 }
-                Err(e) => {
-                    tracing::error!(conn = self.conn, error = %e, "invite failed");
-                    self.refuse(ErrorCode::Unavailable, "the invitation could not be stored; try again", None, Some(room)).await
-                }
-            },
+            }
             ClientMessage::Leave { room } => {
                 if self.rooms.remove(&room).is_some() {
                     self.node.hub.leave(&room, self.conn);
@@ -294,13 +335,30 @@ where
     }
 
     /// Sends an `error` about a refused request.
-    async fn refuse(&mut self, code: ErrorCode, message: &str, id: Option<ClientMsgId>, room: Option<RoomId>) -> Result<(), End> {
-        self.send(&ServerMessage::Error { code, message: message.into(), id, room }).await
+    async fn refuse(
+        &mut self,
+        code: ErrorCode,
+        message: &str,
+        id: Option<ClientMsgId>,
+        room: Option<RoomId>,
+    ) -> Result<(), End> {
+        self.send(&ServerMessage::Error {
+            code,
+            message: message.into(),
+            id,
+            room,
+        })
+        .await
     }
 
     /// Makes `room` private with this user as its only member, if it is new: no history, nobody in it.
     async fn create_private(&mut self, room: &RoomId) -> Result<(), ServerMessage> {
-        let refusal = |code, message: &str| ServerMessage::Error { code, message: message.into(), id: None, room: Some(room.clone()) };
+        let refusal = |code, message: &str| ServerMessage::Error {
+            code,
+            message: message.into(),
+            id: None,
+            room: Some(room.clone()),
+        };
         let head = match self.node.history.read_since(room.clone(), 0, 0).await {
             Ok(page) => page.head,
             Err(e) => {
@@ -309,12 +367,19 @@ where
             }
         };
         if head > 0 || self.node.hub.member_count(room) > 0 {
-            return Err(refusal(ErrorCode::Forbidden, "only a new room can be made private; this one is public"));
+            return Err(refusal(
+                ErrorCode::Forbidden,
+                "only a new room can be made private; this one is public",
+            ));
         }
-        self.node.access.create_private(room, &self.user).await.map_err(|e| {
-            tracing::error!(conn = self.conn, error = %e, "creating a private room failed");
-            refusal(ErrorCode::Unavailable, "try again later")
-        })
+        self.node
+            .access
+            .create_private(room, &self.user)
+            .await
+            .map_err(|e| {
+                tracing::error!(conn = self.conn, error = %e, "creating a private room failed");
+                refusal(ErrorCode::Unavailable, "try again later")
+            })
     }
 
     fn subscribe(&mut self, room: RoomId, last_sent: Option<Seq>) {

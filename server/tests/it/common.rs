@@ -84,7 +84,14 @@ pub(crate) struct ServerProcess {
 impl ServerProcess {
     pub(crate) async fn start(data_dir: &std::path::Path) -> Self {
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_server"))
-            .args(["--bind", "127.0.0.1:0", "--allow-anonymous", "--rate-limit", "0", "--data-dir"])
+            .args([
+                "--bind",
+                "127.0.0.1:0",
+                "--allow-anonymous",
+                "--rate-limit",
+                "0",
+                "--data-dir",
+            ])
             .arg(data_dir)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
@@ -119,6 +126,19 @@ impl ServerProcess {
         format!("ws://{}/ws", self.addr)
     }
 
+    /// The process's resident memory, in bytes (Linux).
+    pub(crate) fn rss_bytes(&self) -> u64 {
+        let pid = self.child.id().expect("running");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .expect("VmRSS");
+        kb * 1024
+    }
+
     /// SIGKILL: no shutdown code runs.
     pub(crate) async fn kill9(mut self) {
         self.child.kill().await.expect("kill");
@@ -137,7 +157,12 @@ pub(crate) struct Client {
 impl Client {
     /// Connects and reads the welcome.
     pub(crate) async fn connect(url: &str) -> Self {
-        let (ws, _) = tokio_tungstenite::connect_async(url)
+        Self::connect_with(url.into_client_request().expect("request")).await
+    }
+
+    /// Connects with a prepared request (extra headers) and reads the welcome.
+    pub(crate) async fn connect_with(request: Request) -> Self {
+        let (ws, _) = tokio_tungstenite::connect_async(request)
             .await
             .expect("connect");
         let mut c = Self {
@@ -152,7 +177,8 @@ impl Client {
         );
         assert_eq!(welcome["message"], "Welcome to the chat!");
         c.user = welcome["user"].as_str().expect("user").to_owned();
-        c.token = welcome["token"].as_str().expect("token").to_owned();
+        // Guests get a token to keep their name; accounts already have theirs.
+        c.token = welcome["token"].as_str().unwrap_or_default().to_owned();
         c
     }
 
@@ -299,14 +325,22 @@ pub(crate) async fn http(
         request.push_str(&format!("{k}: {v}\r\n"));
     }
     if !body.is_empty() {
-        request.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
+        request.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
     }
     request.push_str("\r\n");
     request.push_str(body);
     tcp.write_all(request.as_bytes()).await.expect("write");
     let mut raw = String::new();
     tcp.read_to_string(&mut raw).await.expect("read");
-    let status = raw.split_whitespace().nth(1).expect("status").parse().expect("status code");
+    let status = raw
+        .split_whitespace()
+        .nth(1)
+        .expect("status")
+        .parse()
+        .expect("status code");
     let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
     (status, head.to_owned(), body.to_owned())
 }

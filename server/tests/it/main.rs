@@ -5,4 +5,6 @@ mod common;
 mod delivery;
 mod durability;
 mod heartbeat;
+mod hostile;
 mod relay;
+mod security;

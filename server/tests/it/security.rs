@@ -1,0 +1,479 @@
+//! Identity and hostile clients: accounts, tokens on the handshake, origin, private rooms, limits.
+
+use crate::common::{Client, TestServer, http};
+use serde_json::{Value, json};
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::{self, Message, client::IntoClientRequest, http::HeaderValue};
+
+const QUIET: Duration = Duration::from_millis(300);
+
+async fn accounts_server() -> TestServer {
+    TestServer::start_with(|c| c.allow_anonymous = false).await
+}
+
+async fn post(server: &TestServer, path: &str, body: Value) -> (u16, String, Value) {
+    let (status, head, body) = http(server.addr, "POST", path, &[], &body.to_string()).await;
+    (
+        status,
+        head,
+        serde_json::from_str(&body).unwrap_or(Value::Null),
+    )
+}
+
+/// Registers `name` and returns its token.
+async fn register(server: &TestServer, name: &str) -> String {
+    let (status, _, body) = post(
+        server,
+        "/api/register",
+        json!({"name": name, "password": "correct horse"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    body["token"].as_str().expect("token").to_owned()
+}
+
+/// The HTTP status of a refused upgrade.
+async fn refused_status(request: tungstenite::handshake::client::Request) -> u16 {
+    match tokio_tungstenite::connect_async(request).await {
+        Err(tungstenite::Error::Http(response)) => response.status().as_u16(),
+        Err(other) => panic!("expected an HTTP refusal, got {other}"),
+        Ok(_) => panic!("expected the upgrade to be refused"),
+    }
+}
+
+fn request_with(
+    url: &str,
+    header: &'static str,
+    value: &str,
+) -> tungstenite::handshake::client::Request {
+    let mut request = url.into_client_request().expect("request");
+    request
+        .headers_mut()
+        .insert(header, HeaderValue::from_str(value).expect("header"));
+    request
+}
+
+#[tokio::test]
+async fn register_login_session_logout() {
+    let server = accounts_server().await;
+    let (status, head, body) = post(
+        &server,
+        "/api/register",
+        json!({"name": "ann", "password": "correct horse"}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    assert_eq!(body["name"], "ann");
+    let cookie = head
+        .lines()
+        .find(|l| l.to_lowercase().starts_with("set-cookie:"))
+        .expect("cookie");
+    assert!(
+        cookie.contains("chat_token=")
+            && cookie.contains("HttpOnly")
+            && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+
+    let cases = [
+        (
+            json!({"name": "ann", "password": "another one"}),
+            409,
+            "name_taken",
+        ),
+        (
+            json!({"name": "a n", "password": "correct horse"}),
+            400,
+            "bad_name",
+        ),
+        (
+            json!({"name": "x".repeat(33), "password": "correct horse"}),
+            400,
+            "bad_name",
+        ),
+        (
+            json!({"name": "bob", "password": "short"}),
+            400,
+            "weak_password",
+        ),
+        (json!({"name": "bob"}), 400, "bad_request"),
+    ];
+    for (request, status, code) in cases {
+        let (got, _, body) = post(&server, "/api/register", request.clone()).await;
+        assert_eq!(
+            (got, body["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{request} -> {body}"
+        );
+    }
+    let (status, _, body) = http(server.addr, "POST", "/api/register", &[], "{not json").await;
+    assert_eq!(status, 400, "{body}");
+
+    let (status, _, body) = post(
+        &server,
+        "/api/login",
+        json!({"name": "ann", "password": "wrong horse"}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("bad_credentials"))
+    );
+    let (status, _, body) = post(
+        &server,
+        "/api/login",
+        json!({"name": "ann", "password": "correct horse"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let token = body["token"].as_str().expect("token");
+    assert!(body["expires_at"].as_str().is_some());
+
+    let cookie = format!("chat_token={token}");
+    let (_, _, me) = http(
+        server.addr,
+        "GET",
+        "/api/session",
+        &[("Cookie", &cookie)],
+        "",
+    )
+    .await;
+    let me: Value = serde_json::from_str(&me).expect("json");
+    assert_eq!(
+        (me["name"].as_str(), me["allow_anonymous"].as_bool()),
+        (Some("ann"), Some(false))
+    );
+    let (_, _, nobody) = http(server.addr, "GET", "/api/session", &[], "").await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&nobody).expect("json")["name"],
+        Value::Null
+    );
+
+    let (status, head, _) = http(server.addr, "POST", "/api/logout", &[], "").await;
+    assert_eq!(status, 204);
+    assert!(
+        head.contains("chat_token=;") && head.contains("Max-Age=0"),
+        "{head}"
+    );
+}
+
+#[tokio::test]
+async fn the_handshake_takes_tokens_from_cookie_bearer_or_query_and_refuses_others() {
+    let server = accounts_server().await;
+    let url = server.ws_url();
+    let token = register(&server, "ann").await;
+
+    assert_eq!(
+        refused_status(url.as_str().into_client_request().expect("req")).await,
+        401,
+        "no token"
+    );
+    assert_eq!(
+        refused_status(
+            format!("{url}?token=forged")
+                .into_client_request()
+                .expect("req")
+        )
+        .await,
+        401
+    );
+    let mut tampered = token.clone();
+    tampered.pop();
+    assert_eq!(
+        refused_status(request_with(
+            &url,
+            "authorization",
+            &format!("Bearer {tampered}")
+        ))
+        .await,
+        401
+    );
+
+    let by_cookie = Client::connect_with(request_with(
+        &url,
+        "cookie",
+        &format!("theme=dark; chat_token={token}"),
+    ))
+    .await;
+    let by_bearer = Client::connect_with(request_with(
+        &url,
+        "authorization",
+        &format!("Bearer {token}"),
+    ))
+    .await;
+    let mut by_query = Client::reconnect(&url, &token).await;
+    for c in [&by_cookie, &by_bearer, &by_query] {
+        assert_eq!(c.user, "ann");
+        assert!(c.token.is_empty(), "accounts get no guest token");
+    }
+    let mut other = by_cookie;
+    by_query
+        .send(json!({"type": "chat", "text": "hi", "sender": "admin"}))
+        .await;
+    assert_eq!(
+        other.expect("chat").await["sender"],
+        "ann",
+        "the sender is the token's name"
+    );
+}
+
+#[tokio::test]
+async fn guest_tokens_and_expired_tokens_are_refused_when_accounts_are_required() {
+    let guests = TestServer::start().await;
+    let guest = Client::connect(&guests.ws_url()).await;
+    let dir = guests.dir.path().to_owned();
+    let mut guests = guests;
+    guests.stop().await;
+    // Same data directory (same signing key), anonymous access now off.
+    let server = TestServer::start_with(move |c| {
+        c.allow_anonymous = false;
+        c.data_dir = dir;
+        c.token_ttl = Duration::from_secs(1);
+    })
+    .await;
+    let url = server.ws_url();
+    assert_eq!(
+        refused_status(
+            format!("{url}?token={}", guest.token)
+                .into_client_request()
+                .expect("req")
+        )
+        .await,
+        401
+    );
+
+    let token = register(&server, "ann").await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(
+        refused_status(
+            format!("{url}?token={token}")
+                .into_client_request()
+                .expect("req")
+        )
+        .await,
+        401,
+        "expired"
+    );
+}
+
+#[tokio::test]
+async fn a_connection_is_closed_with_4501_when_its_token_expires() {
+    let server = TestServer::start_with(|c| {
+        c.allow_anonymous = false;
+        c.token_ttl = Duration::from_secs(2);
+    })
+    .await;
+    let token = register(&server, "ann").await;
+    let mut ann = Client::reconnect(&server.ws_url(), &token).await;
+    assert_eq!(ann.closed().await, Some(4501));
+}
+
+#[tokio::test]
+async fn cross_site_origins_are_refused_before_the_upgrade() {
+    let server =
+        TestServer::start_with(|c| c.allowed_origins = vec!["https://chat.example".into()]).await;
+    let url = server.ws_url();
+    assert_eq!(
+        refused_status(request_with(&url, "origin", "https://evil.example")).await,
+        403
+    );
+    assert_eq!(
+        refused_status(request_with(&url, "origin", "null")).await,
+        403
+    );
+    Client::connect_with(request_with(
+        &url,
+        "origin",
+        &format!("http://{}", server.addr),
+    ))
+    .await;
+    Client::connect_with(request_with(&url, "origin", "https://chat.example")).await;
+    Client::connect(&url).await; // no Origin: not a browser
+}
+
+#[tokio::test]
+async fn private_rooms_admit_members_only_and_never_leak_history() {
+    let server = accounts_server().await;
+    let url = server.ws_url();
+    let (ann_token, bob_token, eve_token) = (
+        register(&server, "ann").await,
+        register(&server, "bob").await,
+        register(&server, "eve").await,
+    );
+    let mut ann = Client::reconnect(&url, &ann_token).await;
+    let mut bob = Client::reconnect(&url, &bob_token).await;
+    let mut eve = Client::reconnect(&url, &eve_token).await;
+
+    ann.send(json!({"type": "join", "room": "team", "private": true}))
+        .await;
+    assert_eq!(ann.expect("joined").await["room"], "team");
+    ann.chat("team", "s1", "secret plan").await;
+    assert_eq!(ann.expect("ack").await["seq"], 1);
+
+    eve.send(json!({"type": "join", "room": "team", "since": 0}))
+        .await;
+    let refusal = eve.expect("error").await;
+    assert_eq!(
+        (refusal["code"].as_str(), refusal["room"].as_str()),
+        (Some("forbidden"), Some("team"))
+    );
+    eve.chat("team", "e1", "let me in").await;
+    assert_eq!(eve.expect("error").await["code"], "forbidden");
+    eve.send(json!({"type": "invite", "room": "team", "user": "eve"}))
+        .await;
+    assert_eq!(eve.expect("error").await["code"], "forbidden");
+    eve.send(json!({"type": "join", "room": "team", "private": true}))
+        .await;
+    assert_eq!(
+        eve.expect("error").await["code"],
+        "forbidden",
+        "cannot take over an existing private room"
+    );
+    eve.expect_silence(QUIET).await;
+    ann.expect_silence(QUIET).await; // eve's message went nowhere
+
+    ann.send(json!({"type": "invite", "room": "team", "user": "bob"}))
+        .await;
+    assert_eq!(
+        ann.expect("invited").await,
+        json!({"type": "invited", "room": "team", "user": "bob"})
+    );
+    bob.send(json!({"type": "join", "room": "team", "since": 0}))
+        .await;
+    let m = bob.expect("chat").await;
+    assert_eq!(
+        (m["text"].as_str(), m["seq"].as_u64()),
+        (Some("secret plan"), Some(1)),
+        "eve's attempt was not stored"
+    );
+    bob.expect("joined").await;
+
+    // A public room with history cannot be made private.
+    ann.chat("lobby", "p1", "public").await;
+    ann.expect("ack").await;
+    ann.send(json!({"type": "join", "room": "lobby", "private": true}))
+        .await;
+    assert_eq!(ann.expect("error").await["code"], "forbidden");
+}
+
+#[tokio::test]
+async fn excess_messages_are_rate_limited_not_relayed_and_can_be_sent_later() {
+    let server = TestServer::start_with(|c| {
+        c.rate_limit = 5.0;
+        c.rate_burst = 5;
+    })
+    .await;
+    let url = server.ws_url();
+    let mut a = Client::connect(&url).await;
+    let mut b = Client::connect(&url).await;
+    for i in 0..12 {
+        a.chat("lobby", &format!("r{i}"), &format!("burst {i}"))
+            .await;
+    }
+    let (mut acked, mut limited) = (Vec::new(), Vec::new());
+    for _ in 0..12 {
+        let m = a.recv().await;
+        match m["type"].as_str() {
+            Some("ack") => acked.push(m["id"].as_str().expect("id").to_owned()),
+            Some("error") => {
+                assert_eq!(m["code"], "rate_limited");
+                limited.push(m["id"].as_str().expect("id").to_owned());
+            }
+            _ => panic!("unexpected {m}"),
+        }
+    }
+    assert!(
+        acked.len() >= 5 && !limited.is_empty(),
+        "acked {acked:?}, limited {limited:?}"
+    );
+    for _ in &acked {
+        b.expect("chat").await;
+    }
+    b.expect_silence(QUIET).await;
+
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    a.chat("lobby", &limited[0], "retried").await;
+    assert_eq!(
+        a.expect("ack").await["id"],
+        limited[0].as_str(),
+        "a limited message can be resent later"
+    );
+}
+
+#[tokio::test]
+async fn per_address_limit_refuses_with_429() {
+    let server = TestServer::start_with(|c| c.max_connections_per_ip = 2).await;
+    let url = server.ws_url();
+    let a = Client::connect(&url).await;
+    let _b = Client::connect(&url).await;
+    assert_eq!(
+        refused_status(url.as_str().into_client_request().expect("req")).await,
+        429
+    );
+    drop(a);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    Client::connect(&url).await;
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_headers_is_disconnected() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start_with(|c| c.handshake_timeout = Duration::from_millis(300)).await;
+    let mut silent = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    let mut slow = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    slow.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("write");
+    for (what, stream) in [("silent", &mut silent), ("slow", &mut slow)] {
+        let mut rest = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest))
+            .await
+            .unwrap_or_else(|_| panic!("the server hung up on the {what} client"))
+            .ok();
+    }
+}
+
+#[tokio::test]
+async fn invalid_utf8_and_binary_frames_change_nothing() {
+    let server = TestServer::start().await;
+    let url = server.ws_url();
+    let mut a = Client::connect(&url).await;
+    let mut b = Client::connect(&url).await;
+    a.send_raw(Message::Binary(vec![0xff, 0xfe, 0x00].into()))
+        .await;
+    assert_eq!(a.expect("error").await["code"], "binary_unsupported");
+    // A text frame that is not UTF-8 breaks the WebSocket protocol: the server closes (1007) that one
+    // connection, and everyone else carries on.
+    let mut raw = tokio::net::TcpStream::connect(server.addr)
+        .await
+        .expect("connect");
+    raw_handshake(&mut raw, server.addr).await;
+    send_masked(&mut raw, 0x1, &[0xc3, 0x28]).await;
+    b.expect_silence(QUIET).await;
+    a.send(json!({"type": "chat", "text": "still fine"})).await;
+    assert_eq!(b.expect("chat").await["seq"], 1);
+}
+
+async fn raw_handshake(tcp: &mut tokio::net::TcpStream, addr: std::net::SocketAddr) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let request = format!(
+        "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    tcp.write_all(request.as_bytes()).await.expect("handshake");
+    let mut buf = [0u8; 1024];
+    let n = tcp.read(&mut buf).await.expect("read");
+    assert!(buf[..n].starts_with(b"HTTP/1.1 101"));
+}
+
+/// Writes one masked client frame (mask 0, so the payload goes as is).
+async fn send_masked(tcp: &mut tokio::net::TcpStream, opcode: u8, payload: &[u8]) {
+    use tokio::io::AsyncWriteExt;
+    let mut frame = vec![0x80 | opcode, 0x80 | payload.len() as u8, 0, 0, 0, 0];
+    frame.extend_from_slice(payload);
+    tcp.write_all(&frame).await.expect("write");
+}
