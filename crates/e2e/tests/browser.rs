@@ -35,6 +35,23 @@ async fn two_pages_relay_a_message() {
     );
     assert_eq!(a.text("message-input").await, "", "input cleared");
 
+    // Text is shown as text: markup arrives verbatim and creates no element.
+    let markup = r#"<img src=x onerror="document.title='pwned'"><b>bold</b>"#;
+    a.send(markup).await;
+    b.wait_messages("to show the markup as text", |m| count(m, markup) == 1)
+        .await;
+    for page in [&a, &b] {
+        let injected = page
+            .client
+            .find_all(fantoccini::Locator::Css(
+                "[data-testid=\"message-list\"] img, [data-testid=\"message-list\"] b",
+            ))
+            .await
+            .expect("query");
+        assert!(injected.is_empty(), "markup became elements");
+        assert_ne!(page.client.title().await.expect("title"), "pwned");
+    }
+
     a.close().await;
     b.close().await;
 }

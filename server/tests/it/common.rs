@@ -139,6 +139,21 @@ impl ServerProcess {
         kb * 1024
     }
 
+    /// SIGTERM, then the exit status (within [`WAIT`]).
+    pub(crate) async fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().expect("running").to_string();
+        let sent = tokio::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .await
+            .expect("kill");
+        assert!(sent.success());
+        tokio::time::timeout(WAIT, self.child.wait())
+            .await
+            .expect("exits in time")
+            .expect("wait")
+    }
+
     /// SIGKILL: no shutdown code runs.
     pub(crate) async fn kill9(mut self) {
         self.child.kill().await.expect("kill");

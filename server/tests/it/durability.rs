@@ -36,3 +36,28 @@ async fn acknowledged_messages_survive_kill_9_with_the_same_seq() {
     assert_eq!(b.expect("ack").await["seq"], 31);
     server.kill9().await;
 }
+
+#[tokio::test]
+async fn sigterm_closes_every_connection_with_1001_and_exits_0() {
+    let (_keep, dir) = data_dir();
+    let server = ServerProcess::start(&dir).await;
+    let mut a = Client::connect(&server.ws_url()).await;
+    let mut b = Client::connect(&server.ws_url()).await;
+    let acked = send_acked(&mut a, "lobby", "t", 3).await;
+    for _ in &acked {
+        b.expect("chat").await;
+    }
+    let status = server.terminate().await;
+    assert!(status.success(), "exit status {status}");
+    assert_eq!(a.closed().await, Some(1001));
+    assert_eq!(b.closed().await, Some(1001));
+
+    let server = ServerProcess::start(&dir).await;
+    let mut c = Client::connect(&server.ws_url()).await;
+    c.send(json!({"type": "join", "room": "lobby", "since": 0}))
+        .await;
+    for seq in acked {
+        assert_eq!(c.expect("chat").await["seq"], seq);
+    }
+    server.kill9().await;
+}
