@@ -1,42 +1,102 @@
-//! The browser client of the chat: a Leptos (client-side rendered) page over one WebSocket.
+//! The browser client of the chat: a Leptos (client-side rendered) page over one WebSocket, behind a
+//! sign-in screen.
 //!
-//! Module map, following one message from the input box to the socket:
+//! Module map, following the page from its start to one message on the socket:
 //!
+//! - [`App`] asks [`api::session`] who is signed in and picks the [`auth::Screen`]: the
+//!   [`components::SignIn`] form, or the [`components::ChatView`] as an account or a guest. It alone
+//!   changes screens, also when the chat reports that the session is gone.
 //! - [`components`]: the view. [`components::Composer`] turns the typed text into a
-//!   [`Connection::send`] call; [`components::MessageList`] and [`components::StatusBar`] only read signals.
-//! - [`connection`]: the only code that touches the WebSocket. [`Connection::send`] puts the message in the
-//!   outbox and hands it to the connection task, which writes it to the socket when open, resends it after
-//!   every reconnect, and marks it sent when the server's `ack` arrives.
+//!   [`connection::Connection::send`] call; [`components::MessageList`] and [`components::StatusBar`] only
+//!   read signals.
+//! - [`connection`]: the only code that touches the WebSocket. [`connection::Connection::send`] puts the
+//!   message in the outbox and hands it to the connection task, which writes it to the socket when open,
+//!   resends it after every reconnect, and marks it sent when the server's `ack` arrives.
+//! - [`auth`]: who we are and the decisions about sessions (pure, unit-tested natively); [`api`]: the
+//!   `/api` HTTP calls.
 //! - [`store`]: pure per-room state (ordered, deduplicated log; outbox), unit-tested natively.
 //! - [`storage`]: localStorage as JSON.
 //!
 //! Wire types all come from the `shared` crate.
 
+pub mod api;
+pub mod auth;
 pub mod components;
 pub mod connection;
 pub mod storage;
 pub mod store;
 
-use components::{Composer, MessageList, StatusBar};
-use connection::{ChatState, Connection, ConnectionConfig};
+use auth::{EXPIRED, Identity, Screen, initial_screen};
+use components::{ChatView, SignIn};
+use gloo_timers::future::TimeoutFuture;
 use leptos::prelude::*;
-use shared::RoomId;
+use leptos::task::spawn_local;
 
-/// The whole page: loads the saved store, starts the connection, and keeps the store saved.
+/// How long to wait before asking `GET /api/session` again when the server did not answer.
+const SESSION_RETRY_MS: u32 = 2_000;
+
+/// The whole page: decides between the sign-in screen and the chat, from the server's session answer and
+/// from what the chat reports.
 #[component]
 pub fn App() -> impl IntoView {
-    let state = ChatState::new(storage::load(storage::STORE_KEY).unwrap_or_default());
-    let connection = Connection::start(ConnectionConfig::for_page(), state);
-    provide_context(connection);
-    // Syncs the store to localStorage after every change (the outside world, hence an Effect).
-    Effect::new(move || state.store.with(|s| storage::save(storage::STORE_KEY, s)));
-    view! {
-        <div class="app">
-            <StatusBar />
-            <main class="room">
-                <MessageList room=RoomId::lobby() />
-                <Composer room=RoomId::lobby() />
-            </main>
-        </div>
+    let screen = RwSignal::new(Screen::Loading);
+    let allow_anonymous = RwSignal::new(false);
+    let unreachable = RwSignal::new(false);
+    spawn_local(async move {
+        loop {
+            match api::session().await {
+                Ok(info) => {
+                    allow_anonymous.set(info.allow_anonymous);
+                    screen.set(initial_screen(&info));
+                    return;
+                }
+                Err(_) => {
+                    unreachable.set(true);
+                    TimeoutFuture::new(SESSION_RETRY_MS).await;
+                }
+            }
+        }
+    });
+
+    let to_sign_in = move |notice: Option<String>| screen.set(Screen::SignIn { notice });
+    let on_signed_in = Callback::new(move |name| screen.set(Screen::Chat(Identity::Account(name))));
+    let on_guest = Callback::new(move |()| screen.set(Screen::Chat(Identity::Guest)));
+    let on_sign_in = Callback::new(move |()| to_sign_in(None));
+    let on_signed_out = Callback::new(move |()| to_sign_in(None));
+    let on_session_lost = Callback::new(move |()| {
+        spawn_local(async move {
+            // First clears a cookie the server no longer accepts, so that it is not sent again (and cannot
+            // clear the cookie of a sign-in that follows).
+            let _ = api::logout().await;
+            // Only a chat that is still shown ends (a late report from a closed one is ignored).
+            if matches!(screen.get_untracked(), Screen::Chat(_)) {
+                to_sign_in(Some(EXPIRED.to_owned()));
+            }
+        });
+    });
+
+    move || match screen.get() {
+        Screen::Loading => view! {
+            <div class="app">
+                <p class="loading" role="status">
+                    {move || {
+                        if unreachable.get() {
+                            "Cannot reach the server; retrying…"
+                        } else {
+                            "Loading…"
+                        }
+                    }}
+                </p>
+            </div>
+        }
+        .into_any(),
+        Screen::SignIn { notice } => view! {
+            <SignIn notice allow_anonymous=allow_anonymous.get_untracked() on_signed_in on_guest />
+        }
+        .into_any(),
+        Screen::Chat(identity) => view! {
+            <ChatView identity on_sign_in on_signed_out on_session_lost />
+        }
+        .into_any(),
     }
 }

@@ -3,9 +3,10 @@
 
 use serde::{Serialize, de::DeserializeOwned};
 
-/// Where the [`crate::store::Store`] is saved.
+/// Where a guest's [`crate::store::Store`] is saved (a signed-in user's key adds the name, see
+/// [`crate::auth::Identity::store_key`]).
 pub const STORE_KEY: &str = "chat.store.v1";
-/// Where the server's reconnect token is saved by default.
+/// Where a guest's reconnect token from the server is saved.
 pub const TOKEN_KEY: &str = "chat.token";
 
 fn local_storage() -> Option<web_sys::Storage> {

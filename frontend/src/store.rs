@@ -130,6 +130,7 @@ impl Store {
             .map(|(room, log)| ClientMessage::Join {
                 room: room.clone(),
                 since: Some(log.last_seq),
+                private: false,
             })
             .collect()
     }
@@ -310,7 +311,8 @@ mod tests {
             store.joins(),
             [ClientMessage::Join {
                 room: room(),
-                since: Some(3)
+                since: Some(3),
+                private: false,
             }]
         );
     }

@@ -32,7 +32,7 @@ fn server_url() -> &'static str {
 /// Small timers; a distinct token key per connection, so each one is a distinct guest.
 fn config(url: &str, token_key: &str) -> ConnectionConfig {
     ConnectionConfig {
-        token_key: format!("test.{token_key}.{}", unique()),
+        token_key: Some(format!("test.{token_key}.{}", unique())),
         backoff: Backoff {
             base: Duration::from_millis(50),
             cap: Duration::from_millis(200),
@@ -253,6 +253,36 @@ async fn online_event_reconnects_at_once() {
     assert!(
         waited < 1000.0 || f64::from(delay_ms) < 1000.0,
         "waited {waited} ms for a {delay_ms} ms delay despite `online`"
+    );
+    connection.close();
+}
+
+#[wasm_bindgen_test]
+async fn rate_limited_messages_stay_pending_and_are_resent() {
+    // More than the server's default burst (20) at once: some are refused with `rate_limited`.
+    let connection = start(config(server_url(), "flood"));
+    open(&connection).await;
+    let tag = unique();
+    let texts: Vec<_> = (0..30).map(|i| format!("flood {tag} {i}")).collect();
+    for text in &texts {
+        connection.send(RoomId::lobby(), ChatText::new(text.clone()).expect("valid"));
+    }
+    wait_until("every message to be acknowledged", || {
+        texts
+            .iter()
+            .all(|t| find(&connection, t).first().map(|m| m.delivery) == Some(Delivery::Sent))
+    })
+    .await;
+    let failed = connection.state().store.with_untracked(|s| {
+        s.shown(&RoomId::lobby())
+            .into_iter()
+            .filter(|m| m.delivery == Delivery::Failed)
+            .count()
+    });
+    assert_eq!(failed, 0, "a rate-limited message is never marked failed");
+    assert!(
+        connection.state().notice.get_untracked().is_some(),
+        "the server did refuse some (the test floods past its burst)"
     );
     connection.close();
 }

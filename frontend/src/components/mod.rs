@@ -1,10 +1,15 @@
-//! The view: three components that read [`crate::connection::ChatState`] and send through
-//! [`crate::connection::Connection`], both taken from the Leptos context set up by [`crate::App`].
+//! The view. [`ChatView`] starts a [`crate::connection::Connection`] and provides it through the Leptos
+//! context to the components inside it, which read [`crate::connection::ChatState`] and send through the
+//! connection; [`SignIn`] is the form shown without a session. [`crate::App`] chooses between them.
 
+pub mod chat;
 pub mod composer;
 pub mod message_list;
+pub mod sign_in;
 pub mod status_bar;
 
+pub use chat::ChatView;
 pub use composer::Composer;
 pub use message_list::MessageList;
+pub use sign_in::SignIn;
 pub use status_bar::StatusBar;

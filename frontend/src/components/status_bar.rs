@@ -1,16 +1,17 @@
-//! The header: connection state, current user, and any notice from the server.
+//! The header: connection state, current user, the account buttons, and any notice from the server.
 
 use crate::connection::{ConnState, Connection};
 use leptos::prelude::*;
 
-/// Shows the connection state (`data-testid="connection-status"`) and who we are (`current-user`).
+/// Shows the connection state (`data-testid="connection-status"`), who we are (`current-user`), then
+/// `children` (the sign-in or sign-out button).
 #[component]
-pub fn StatusBar() -> impl IntoView {
+pub fn StatusBar(children: Children) -> impl IntoView {
     let state = expect_context::<Connection>().state();
     let class = move || match state.status.get() {
         ConnState::Open => "status status-open",
         ConnState::Connecting | ConnState::Reconnecting { .. } => "status status-waiting",
-        ConnState::Closed => "status status-closed",
+        ConnState::Closed | ConnState::Unauthorized => "status status-closed",
     };
     view! {
         <header class="status-bar">
@@ -21,6 +22,7 @@ pub fn StatusBar() -> impl IntoView {
             <span class="user" data-testid="current-user">
                 {move || state.user.get().map_or_else(String::new, |u| u.to_string())}
             </span>
+            {children()}
         </header>
         {move || {
             state

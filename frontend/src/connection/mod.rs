@@ -2,7 +2,9 @@
 //!
 //! [`Connection::start`] spawns one task ([`task`]) that owns the socket for the page's lifetime. The view
 //! talks to it in one direction only, through [`Connection::send`] (a command on a channel), and reads the
-//! results from the signals in [`ChatState`], which the task updates.
+//! results from the signals in [`ChatState`], which the task updates. The task only reports facts about
+//! the connection (its [`ConnState`], including [`ConnState::Unauthorized`] when the server ends the session,
+//! and [`ChatState::failed_opens`]); what to show then is decided by the app.
 //!
 //! - [`backoff`]: reconnect delays (exponential, full jitter).
 //! - [`state`]: [`ConnState`], shown in the status bar.
@@ -27,10 +29,12 @@ use std::time::Duration;
 /// Timers, backoff and where to connect. Tests use small values.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectionConfig {
-    /// The WebSocket URL, e.g. `ws://127.0.0.1:8080/ws` (the token is appended as `?token=`).
+    /// The WebSocket URL, e.g. `ws://127.0.0.1:8080/ws` (a guest token is appended as `?token=`).
     pub url: String,
-    /// The localStorage key of the reconnect token.
-    pub token_key: String,
+    /// The localStorage key of a guest's reconnect token. `None` for a signed-in user, who is identified
+    /// by the session cookie alone (the server prefers `?token=` over the cookie, so a leftover guest token
+    /// must not be sent).
+    pub token_key: Option<String>,
     /// Delays between attempts.
     pub backoff: Backoff,
     /// How often to send `ping`.
@@ -49,7 +53,7 @@ impl ConnectionConfig {
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
-            token_key: crate::storage::TOKEN_KEY.to_owned(),
+            token_key: Some(crate::storage::TOKEN_KEY.to_owned()),
             backoff: Backoff::default(),
             ping_interval: Duration::from_secs(10),
             pong_timeout: Duration::from_secs(10),
@@ -85,6 +89,9 @@ pub struct ChatState {
     pub store: RwSignal<Store>,
     /// A notice for the user (e.g. history was truncated), if any.
     pub notice: RwSignal<Option<String>>,
+    /// Consecutive connection attempts that failed before the socket opened (0 once one opens). A refused
+    /// upgrade (HTTP 401 for a missing or expired session) looks like this to a browser.
+    pub failed_opens: RwSignal<u32>,
 }
 
 impl ChatState {
@@ -95,6 +102,7 @@ impl ChatState {
             user: RwSignal::new(None),
             store: RwSignal::new(store),
             notice: RwSignal::new(None),
+            failed_opens: RwSignal::new(0),
         }
     }
 }
@@ -164,7 +172,8 @@ impl Connection {
         rx
     }
 
-    /// Closes the socket and stops the task; the state becomes [`ConnState::Closed`].
+    /// Closes the socket and stops the task; the state becomes [`ConnState::Closed`] (unless it already
+    /// stopped as [`ConnState::Unauthorized`]).
     pub fn close(&self) {
         let _ = self.commands.unbounded_send(Command::Close);
     }

@@ -18,6 +18,9 @@ pub enum ConnState {
     },
     /// Stopped for good: the server said not to reconnect, or the connection was closed on purpose.
     Closed,
+    /// Stopped for good because the server closed with [`shared::close::UNAUTHORIZED`]: the session (e.g.
+    /// its token) is no longer valid, and only signing in again helps.
+    Unauthorized,
 }
 
 impl fmt::Display for ConnState {
@@ -31,6 +34,7 @@ impl fmt::Display for ConnState {
                 f64::from(*delay_ms) / 1000.0
             ),
             Self::Closed => f.write_str("Closed"),
+            Self::Unauthorized => f.write_str("Session expired"),
         }
     }
 }
@@ -66,6 +70,12 @@ mod tests {
                 .to_string()
                 .to_lowercase()
                 .contains("closed")
+        );
+        assert!(
+            ConnState::Unauthorized
+                .to_string()
+                .to_lowercase()
+                .contains("expired")
         );
     }
 }

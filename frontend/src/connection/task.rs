@@ -4,6 +4,11 @@
 //! A session: on open, `join` every known room from its last seq, then resend the whole outbox (same ids,
 //! so the server deduplicates); then handle frames, send commands' messages, and `ping` every
 //! `ping_interval`. If nothing at all arrives within `pong_timeout` after a ping, the connection is dead.
+//!
+//! A chat the server did not take for a passing reason (`rate_limited`, `unavailable`, ...) stays pending in
+//! the outbox and is sent again with the next ping; only a permanent refusal marks it failed. A close with
+//! [`UNAUTHORIZED`] ends the task as [`ConnState::Unauthorized`]; attempts that never open are counted in
+//! [`ChatState::failed_opens`](super::ChatState::failed_opens) for the app to judge.
 
 use super::socket::{Socket, SocketEvent};
 use super::{ChatState, Command, ConnState, ConnectionConfig, Watchers};
@@ -14,7 +19,7 @@ use futures::future::{Fuse, FusedFuture};
 use futures::{FutureExt, StreamExt, select};
 use gloo_timers::future::TimeoutFuture;
 use leptos::prelude::*;
-use shared::close::{HEARTBEAT_TIMEOUT, should_reconnect};
+use shared::close::{HEARTBEAT_TIMEOUT, UNAUTHORIZED, should_reconnect};
 use shared::{ClientMessage, ClientMsgId, ErrorCode, ServerMessage};
 use std::time::Duration;
 use wasm_bindgen::JsCast;
@@ -26,8 +31,8 @@ const DROP_TOKEN_AFTER: u32 = 2;
 
 /// How a session ended.
 enum End {
-    /// Stop for good.
-    Stop,
+    /// Stop for good, ending in this state.
+    Stop(ConnState),
     /// The connection was lost; reconnect after a delay.
     Lost {
         /// Whether the socket opened at all.
@@ -51,7 +56,7 @@ pub(super) struct Task {
     state: ChatState,
     commands: UnboundedSender<Command>,
     watchers: Watchers,
-    /// Outbox ids the server asked us to send again later (e.g. `unavailable`); resent at the next ping.
+    /// Outbox ids the server asked us to send again later (e.g. `rate_limited`); resent at the next ping.
     retry: Vec<ClientMsgId>,
 }
 
@@ -72,7 +77,7 @@ impl Task {
         }
     }
 
-    /// Runs until [`Command::Close`] or a terminal close code.
+    /// Runs until [`Command::Close`], a terminal close code, or the view's state is gone.
     pub(super) async fn run(mut self, mut commands: UnboundedReceiver<Command>) {
         let online_tx = self.commands.clone();
         let on_online = Closure::<dyn FnMut()>::new(move || {
@@ -85,7 +90,7 @@ impl Task {
         }
         let mut failures = 0u32;
         let mut never_opened = 0u32;
-        loop {
+        let last = loop {
             self.set_status(ConnState::Connecting);
             let end = match Socket::connect(&self.url()) {
                 Ok(socket) => self.session(socket, &mut commands).await,
@@ -94,8 +99,9 @@ impl Task {
                     stable: false,
                 },
             };
-            let End::Lost { opened, stable } = end else {
-                break;
+            let (opened, stable) = match end {
+                End::Stop(last) => break last,
+                End::Lost { opened, stable } => (opened, stable),
             };
             if stable {
                 failures = 0;
@@ -104,8 +110,10 @@ impl Task {
                 never_opened = 0;
             } else {
                 never_opened += 1;
-                if never_opened >= DROP_TOKEN_AFTER {
-                    storage::remove(&self.config.token_key);
+                self.state.failed_opens.set(never_opened);
+                let token_key = self.config.token_key.as_deref();
+                if let Some(key) = token_key.filter(|_| never_opened >= DROP_TOKEN_AFTER) {
+                    storage::remove(key);
                 }
             }
             failures += 1;
@@ -130,14 +138,14 @@ impl Task {
                 }
             };
             if stop {
-                break;
+                break ConnState::Closed;
             }
-        }
+        };
         if let Some(w) = &window {
             let _ =
                 w.remove_event_listener_with_callback("online", on_online.as_ref().unchecked_ref());
         }
-        self.set_status(ConnState::Closed);
+        self.set_status(last);
     }
 
     /// One connection attempt, from the handshake to the close.
@@ -152,12 +160,12 @@ impl Task {
             select! {
                 event = socket.next().fuse() => match event {
                     SocketEvent::Open => break,
-                    SocketEvent::Closed(code) if !should_reconnect(code) => return End::Stop,
+                    SocketEvent::Closed(code) if !should_reconnect(code) => return stop(code),
                     SocketEvent::Closed(_) => return lost(false, false),
                     SocketEvent::Text(_) => {}
                 },
                 command = commands.next() => if let Some(Command::Close) | None = command {
-                    return End::Stop;
+                    return End::Stop(ConnState::Closed);
                 },
                 () = handshake => return lost(false, false),
             }
@@ -167,8 +175,13 @@ impl Task {
         let stable = |config: &ConnectionConfig| {
             js_sys::Date::now() - opened_at >= config.stable_after.as_millis() as f64
         };
+        // The view that owned the signals is gone (e.g. signed out before `close` arrived): stop.
+        let Some(store) = self.state.store.try_get_untracked() else {
+            socket.close(1000);
+            return End::Stop(ConnState::Closed);
+        };
+        self.state.failed_opens.set(0);
         self.set_status(ConnState::Open);
-        let store = self.state.store.get_untracked();
         for frame in store.joins() {
             socket.send(&frame);
         }
@@ -192,14 +205,14 @@ impl Task {
                 }
                 Step::Socket(SocketEvent::Open) => {}
                 Step::Socket(SocketEvent::Closed(code)) if !should_reconnect(code) => {
-                    return End::Stop;
+                    return stop(code);
                 }
                 Step::Socket(SocketEvent::Closed(_)) => return lost(true, stable(&self.config)),
                 Step::Command(Some(Command::Send(message))) => socket.send(&message.to_message()),
                 Step::Command(Some(Command::Online)) => {}
                 Step::Command(Some(Command::Close) | None) => {
                     socket.close(1000);
-                    return End::Stop;
+                    return End::Stop(ConnState::Closed);
                 }
                 Step::Ping => {
                     socket.send(&ClientMessage::Ping);
@@ -226,8 +239,8 @@ impl Task {
         let store = self.state.store;
         match message {
             ServerMessage::Status { user, token, .. } => {
-                if let Some(token) = token {
-                    storage::save(&self.config.token_key, &token);
+                if let (Some(token), Some(key)) = (token, &self.config.token_key) {
+                    storage::save(key, &token);
                 }
                 if user.is_some() {
                     self.state.user.set(user);
@@ -268,36 +281,48 @@ impl Task {
                 id: Some(id),
                 ..
             } => match code {
+                // Refused for good: sending it again would be refused again.
                 ErrorCode::BadField
                 | ErrorCode::InvalidJson
                 | ErrorCode::InvalidMessage
-                | ErrorCode::UnknownType => {
+                | ErrorCode::UnknownType
+                | ErrorCode::Forbidden => {
                     store.update(|s| s.fail(&id));
                 }
+                // Not stored this time (`rate_limited`, `unavailable`, or a code this version does not
+                // know): it stays pending in the outbox and goes out again with the next ping.
                 _ => {
                     self.state.notice.set(Some(message));
-                    self.retry.push(id);
+                    if !self.retry.contains(&id) {
+                        self.retry.push(id);
+                    }
                 }
             },
             ServerMessage::Error { message, .. } => self.state.notice.set(Some(message)),
-            ServerMessage::Left { .. } | ServerMessage::Pong => {}
+            ServerMessage::Left { .. } | ServerMessage::Invited { .. } | ServerMessage::Pong => {}
         }
     }
 
     /// Resends the outbox messages the server asked to retry later.
     fn resend_later(&mut self, socket: &Socket) {
         let retry = std::mem::take(&mut self.retry);
-        self.state.store.with_untracked(|s| {
+        // A store that is gone (the view was closed) has nothing left to send.
+        let _ = self.state.store.try_with_untracked(|s| {
             for message in s.outbox().iter().filter(|m| retry.contains(&m.id)) {
                 socket.send(&message.to_message());
             }
         });
     }
 
-    /// The configured URL with the stored token, if any.
+    /// The configured URL with the stored guest token, if any.
     fn url(&self) -> String {
         let url = &self.config.url;
-        match storage::load::<String>(&self.config.token_key) {
+        let token = self
+            .config
+            .token_key
+            .as_deref()
+            .and_then(storage::load::<String>);
+        match token {
             Some(token) => {
                 let sep = if url.contains('?') { '&' } else { '?' };
                 format!("{url}{sep}token={}", js_sys::encode_uri_component(&token))
@@ -314,6 +339,15 @@ impl Task {
             .unwrap_or_else(|e| e.into_inner())
             .retain(|w| w.unbounded_send(status).is_ok());
     }
+}
+
+/// How a session ends after a close code that forbids reconnecting.
+fn stop(code: u16) -> End {
+    End::Stop(if code == UNAUTHORIZED {
+        ConnState::Unauthorized
+    } else {
+        ConnState::Closed
+    })
 }
 
 fn millis(d: Duration) -> u32 {

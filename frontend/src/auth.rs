@@ -1,0 +1,209 @@
+//! Who the page speaks as, and the decisions that follow from the server's answers: which screen to show
+//! after `GET /api/session`, when a connection that keeps failing means the session is gone, and what to
+//! check before asking the server to register or sign in. Pure, so unit-tested natively; the HTTP calls
+//! are in [`crate::api`], the screens in [`crate::components`].
+
+use crate::storage;
+use shared::UserName;
+use shared::api::{Credentials, SessionInfo, check_password};
+
+/// What the sign-in screen says after the session ended under the user (token expired, or refused).
+pub const EXPIRED: &str = "Your session expired. Please sign in again.";
+
+/// Who the chat view connects as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    /// An anonymous guest (only when the server allows it); the server names it `guest-…`.
+    Guest,
+    /// A signed-in account; the session cookie identifies it to the server.
+    Account(UserName),
+}
+
+impl Identity {
+    /// Where this identity's history and outbox are saved: guests keep the original key, each account has
+    /// its own, so another account in the same browser never sees or resends them.
+    pub fn store_key(&self) -> String {
+        match self {
+            Self::Guest => storage::STORE_KEY.to_owned(),
+            Self::Account(name) => format!("{}.user.{name}", storage::STORE_KEY),
+        }
+    }
+
+    /// Where the guest reconnect token lives; `None` for an account, which must connect with its cookie.
+    pub fn token_key(&self) -> Option<String> {
+        match self {
+            Self::Guest => Some(storage::TOKEN_KEY.to_owned()),
+            Self::Account(_) => None,
+        }
+    }
+
+    /// The account's name; `None` for a guest.
+    pub fn account(&self) -> Option<&UserName> {
+        match self {
+            Self::Guest => None,
+            Self::Account(name) => Some(name),
+        }
+    }
+}
+
+/// What the page shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Screen {
+    /// Asking the server who we are.
+    Loading,
+    /// The sign-in / register form, with a message for the user (e.g. [`EXPIRED`]) if any.
+    SignIn {
+        /// Shown in the form's alert until the user acts.
+        notice: Option<String>,
+    },
+    /// The chat, connected as this identity.
+    Chat(Identity),
+}
+
+/// The screen to start with, given the server's answer to `GET /api/session`.
+pub fn initial_screen(info: &SessionInfo) -> Screen {
+    match (&info.name, info.allow_anonymous) {
+        (Some(name), _) => Screen::Chat(Identity::Account(name.clone())),
+        (None, true) => Screen::Chat(Identity::Guest),
+        (None, false) => Screen::SignIn { notice: None },
+    }
+}
+
+/// Whether `identity` can no longer connect, given a fresh `GET /api/session` answer taken while its
+/// connection attempts kept failing: an account whose session is gone (or is now another account's), or a
+/// guest on a server that no longer lets guests in.
+pub fn session_lost(identity: &Identity, info: &SessionInfo) -> bool {
+    match identity {
+        Identity::Account(name) => info.name.as_ref() != Some(name),
+        Identity::Guest => info.name.is_none() && !info.allow_anonymous,
+    }
+}
+
+/// What the form asks the server for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// `POST /api/login`.
+    SignIn,
+    /// `POST /api/register` (which also signs in).
+    Register,
+}
+
+/// Credentials from the form (the name trimmed), or why they need not be sent: the same rules as the
+/// server's for a new account; signing in only needs both fields filled (old passwords may predate rules).
+pub fn precheck(action: Action, name: &str, password: &str) -> Result<Credentials, String> {
+    let name = name.trim();
+    if name.is_empty() || password.is_empty() {
+        return Err("Enter a name and a password.".to_owned());
+    }
+    if action == Action::Register {
+        UserName::new(name).map_err(|e| sentence(&e.to_string()))?;
+        check_password(name, password).map_err(sentence)?;
+    }
+    Ok(Credentials {
+        name: name.to_owned(),
+        password: password.to_owned(),
+    })
+}
+
+/// `text` with a capital first letter and a final period, for messages shown to the user.
+pub fn sentence(text: &str) -> String {
+    let mut chars = text.trim().chars();
+    let mut out: String = chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default();
+    if !out.is_empty() && !out.ends_with(['.', '!', '?']) {
+        out.push('.');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(s: &str) -> UserName {
+        UserName::new(s).expect("valid name")
+    }
+
+    fn info(name: Option<&str>, allow_anonymous: bool) -> SessionInfo {
+        SessionInfo {
+            name: name.map(self::name),
+            expires_at: None,
+            allow_anonymous,
+        }
+    }
+
+    #[test]
+    fn the_first_screen_follows_the_session() {
+        assert_eq!(
+            initial_screen(&info(Some("ann"), false)),
+            Screen::Chat(Identity::Account(name("ann")))
+        );
+        assert_eq!(
+            initial_screen(&info(Some("ann"), true)),
+            Screen::Chat(Identity::Account(name("ann")))
+        );
+        assert_eq!(
+            initial_screen(&info(None, true)),
+            Screen::Chat(Identity::Guest)
+        );
+        assert_eq!(
+            initial_screen(&info(None, false)),
+            Screen::SignIn { notice: None }
+        );
+    }
+
+    #[test]
+    fn a_session_is_lost_when_the_server_no_longer_knows_it() {
+        let ann = Identity::Account(name("ann"));
+        assert!(!session_lost(&ann, &info(Some("ann"), false)));
+        assert!(session_lost(&ann, &info(None, false)));
+        assert!(
+            session_lost(&ann, &info(None, true)),
+            "expired, guests or not"
+        );
+        assert!(session_lost(&ann, &info(Some("bob"), false)));
+        assert!(!session_lost(&Identity::Guest, &info(None, true)));
+        assert!(session_lost(&Identity::Guest, &info(None, false)));
+    }
+
+    #[test]
+    fn each_account_has_its_own_store_and_no_guest_token() {
+        let ann = Identity::Account(name("ann"));
+        let bob = Identity::Account(name("bob"));
+        assert_eq!(Identity::Guest.store_key(), storage::STORE_KEY);
+        assert_ne!(ann.store_key(), bob.store_key());
+        assert_ne!(ann.store_key(), Identity::Guest.store_key());
+        assert_eq!(
+            Identity::Guest.token_key().as_deref(),
+            Some(storage::TOKEN_KEY)
+        );
+        assert_eq!(ann.token_key(), None);
+        assert_eq!(ann.account(), Some(&name("ann")));
+        assert_eq!(Identity::Guest.account(), None);
+    }
+
+    #[test]
+    fn the_form_is_checked_before_asking_the_server() {
+        let ok = precheck(Action::Register, "  ann ", "correct horse").expect("valid");
+        assert_eq!(ok.name, "ann");
+        assert_eq!(ok.password, "correct horse");
+        let weak = precheck(Action::Register, "ann", "short").unwrap_err();
+        assert_eq!(weak, "Password must be at least 8 characters.");
+        assert!(precheck(Action::Register, "a b", "correct horse").is_err());
+        assert!(precheck(Action::SignIn, "ann", "").is_err());
+        assert!(precheck(Action::SignIn, "", "x").is_err());
+        assert!(
+            precheck(Action::SignIn, "ann", "short").is_ok(),
+            "sign-in leaves password rules to the server"
+        );
+    }
+
+    #[test]
+    fn sentences_start_big_and_end_with_a_period() {
+        assert_eq!(sentence("name taken"), "Name taken.");
+        assert_eq!(sentence("Done!"), "Done!");
+        assert_eq!(sentence(""), "");
+    }
+}
