@@ -37,9 +37,8 @@ pub struct RoomAccess {
 impl RoomAccess {
     /// Opens the member tables in `data_dir/chat.db` and loads them.
     pub fn open(data_dir: &Path) -> Result<Self, AccessError> {
-        let conn = Connection::open(data_dir.join("chat.db"))?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.execute_batch(
+        let conn = crate::history::sqlite::open_with_schema(
+            data_dir,
             "CREATE TABLE IF NOT EXISTS room_members (
                 room TEXT NOT NULL,
                 user TEXT NOT NULL,

@@ -51,9 +51,8 @@ pub struct Accounts {
 impl Accounts {
     /// Opens the `users` table in `data_dir/chat.db` (the history backend has created the directory).
     pub fn open(data_dir: &Path) -> Result<Self, AccountError> {
-        let conn = Connection::open(data_dir.join("chat.db"))?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.execute_batch(
+        let conn = crate::history::sqlite::open_with_schema(
+            data_dir,
             "CREATE TABLE IF NOT EXISTS users (
                 name TEXT PRIMARY KEY,
                 password_hash TEXT NOT NULL,

@@ -16,6 +16,20 @@ use std::{
 
 /// Reader connections kept open for reuse.
 const READ_POOL_SIZE: usize = 4;
+/// How long a connection waits for another's write lock before failing.
+const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// The database file's name in the data directory.
+const DB_FILE: &str = "chat.db";
+
+/// Opens another connection to the data directory's database and applies `schema` (the `CREATE ... IF
+/// NOT EXISTS` of a module that keeps its own tables there, such as accounts). The history must have been
+/// opened first: it creates the directory and sets WAL mode.
+pub fn open_with_schema(data_dir: &Path, schema: &str) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(data_dir.join(DB_FILE))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.execute_batch(schema)?;
+    Ok(conn)
+}
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS rooms (
@@ -70,12 +84,12 @@ impl SqliteHistory {
             path: data_dir.to_owned(),
             source,
         })?;
-        let path = data_dir.join("chat.db");
+        let path = data_dir.join(DB_FILE);
         let conn = Connection::open(&path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // FULL: a commit is on disk before it is acknowledged, even across power loss.
         conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.execute_batch(SCHEMA)?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -112,7 +126,7 @@ impl Inner {
                     &self.path,
                     OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
                 )?;
-                c.busy_timeout(std::time::Duration::from_secs(5))?;
+                c.busy_timeout(BUSY_TIMEOUT)?;
                 c
             }
         };
