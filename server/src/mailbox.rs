@@ -105,16 +105,6 @@ impl Mailbox {
         }
         true
     }
-
-    /// Whether the connection's task is gone.
-    pub fn is_closed(&self) -> bool {
-        self.tx.is_closed()
-    }
-
-    /// Whether this and `other` are the same connection's mailbox.
-    pub fn same_as(&self, other: &Mailbox) -> bool {
-        Arc::ptr_eq(&self.shared, &other.shared)
-    }
 }
 
 impl MailboxReceiver {

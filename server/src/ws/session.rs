@@ -247,8 +247,7 @@ where
                         .refuse(ErrorCode::Forbidden, "this room is private", id, Some(room))
                         .await;
                 }
-                let now = Instant::now();
-                if !self.rate.try_take(now) || !self.node.user_rates.try_take(&self.user, now) {
+                if !self.within_rate() {
                     return self
                         .refuse(
                             ErrorCode::RateLimited,
@@ -332,6 +331,19 @@ where
             }
             ClientMessage::Ping => self.send(&ServerMessage::Pong).await,
         }
+    }
+
+    /// Takes a message's worth from this connection's and this user's rate buckets, or from neither.
+    fn within_rate(&mut self) -> bool {
+        let now = Instant::now();
+        if !self.rate.try_take(now) {
+            return false;
+        }
+        if !self.node.user_rates.try_take(&self.user, now) {
+            self.rate.give_back();
+            return false;
+        }
+        true
     }
 
     /// Sends an `error` about a refused request.
