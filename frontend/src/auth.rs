@@ -1,6 +1,6 @@
 //! Who the page speaks as, and the decisions that follow from the server's answers: which screen to show
-//! after `GET /api/session`, when a connection that keeps failing means the session is gone, and what to
-//! check before asking the server to register or sign in. Pure, so unit-tested natively; the HTTP calls
+//! after `GET /api/session`, what a connection that keeps failing to open means for the session (gone, or
+//! a guest token to forget), and what to check before asking the server to register or sign in. Pure, so unit-tested natively; the HTTP calls
 //! are in [`crate::api`], the screens in [`crate::components`].
 
 use crate::storage;
@@ -76,6 +76,42 @@ pub fn session_lost(identity: &Identity, info: &SessionInfo) -> bool {
     match identity {
         Identity::Account(name) => info.name.as_ref() != Some(name),
         Identity::Guest => info.name.is_none() && !info.allow_anonymous,
+    }
+}
+
+/// After this many consecutive connection attempts that never opened, the chat asks `GET /api/session`
+/// what they mean (a refused upgrade, HTTP 401, cannot be told apart from a network failure in a browser).
+pub const RECHECK_AFTER: u32 = 2;
+
+/// What the chat does about connection attempts that keep failing before the socket opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailingOpens {
+    /// Keep reconnecting: the server did not answer (an outage proves nothing), or nothing is wrong yet.
+    KeepTrying,
+    /// The server answers and still refuses the guest's upgrade: the stored guest token is bad (e.g.
+    /// signed with a key the server no longer has). Forget it, so the next attempt connects as a new guest.
+    DropGuestToken,
+    /// The session is gone: stop connecting and sign in again.
+    SessionLost,
+}
+
+/// The decision after a failed attempt that never opened, with `answer` the fresh `GET /api/session`
+/// answer (`None`: no answer) and `answered_before` whether the server answered the check after an
+/// earlier failed attempt of the same run (so it was reachable and an upgrade has failed since). Dropping
+/// the token only then keeps a guest's name across an outage: with a new name, a resent message whose
+/// ack was lost would be stored twice.
+pub fn after_failed_opens(
+    identity: &Identity,
+    answer: Option<&SessionInfo>,
+    answered_before: bool,
+) -> FailingOpens {
+    match answer {
+        None => FailingOpens::KeepTrying,
+        Some(info) if session_lost(identity, info) => FailingOpens::SessionLost,
+        Some(_) if answered_before && identity.token_key().is_some() => {
+            FailingOpens::DropGuestToken
+        }
+        Some(_) => FailingOpens::KeepTrying,
     }
 }
 
@@ -166,6 +202,38 @@ mod tests {
         assert!(session_lost(&ann, &info(Some("bob"), false)));
         assert!(!session_lost(&Identity::Guest, &info(None, true)));
         assert!(session_lost(&Identity::Guest, &info(None, false)));
+    }
+
+    #[test]
+    fn a_guest_token_is_dropped_only_when_the_server_answers_and_upgrades_still_fail() {
+        use FailingOpens::*;
+        let guest = Identity::Guest;
+        let ann = Identity::Account(name("ann"));
+        let guests_ok = info(None, true);
+        assert_eq!(after_failed_opens(&guest, None, true), KeepTrying, "outage");
+        assert_eq!(
+            after_failed_opens(&guest, Some(&guests_ok), false),
+            KeepTrying
+        );
+        assert_eq!(
+            after_failed_opens(&guest, Some(&guests_ok), true),
+            DropGuestToken
+        );
+        assert_eq!(
+            after_failed_opens(&guest, Some(&info(None, false)), false),
+            SessionLost
+        );
+        let ann_ok = info(Some("ann"), false);
+        assert_eq!(
+            after_failed_opens(&ann, Some(&ann_ok), true),
+            KeepTrying,
+            "no token"
+        );
+        assert_eq!(
+            after_failed_opens(&ann, Some(&info(None, false)), false),
+            SessionLost
+        );
+        assert_eq!(after_failed_opens(&ann, None, true), KeepTrying);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //!
 //! - [`App`] asks [`api::session`] who is signed in and picks the [`auth::Screen`]: the
 //!   [`components::SignIn`] form, or the [`components::ChatView`] as an account or a guest. It alone
-//!   changes screens, also when the chat reports that the session is gone.
+//!   changes screens, also when the chat shown reports that its session is gone.
 //! - [`components`]: the view. [`components::Composer`] turns the typed text into a
 //!   [`connection::Connection::send`] call; [`components::MessageList`] and [`components::StatusBar`] only
 //!   read signals.
@@ -63,13 +63,19 @@ pub fn App() -> impl IntoView {
     let on_guest = Callback::new(move |()| screen.set(Screen::Chat(Identity::Guest)));
     let on_sign_in = Callback::new(move |()| to_sign_in(None));
     let on_signed_out = Callback::new(move |()| to_sign_in(None));
-    let on_session_lost = Callback::new(move |()| {
+    // Only the chat that is shown ends: a late report from a closed one (e.g. another identity's) is ignored,
+    // so that it cannot clear the cookie of the current session.
+    let shown =
+        move |identity: &Identity| screen.with_untracked(|s| s == &Screen::Chat(identity.clone()));
+    let on_session_lost = Callback::new(move |identity: Identity| {
+        if !shown(&identity) {
+            return;
+        }
         spawn_local(async move {
             // First clears a cookie the server no longer accepts, so that it is not sent again (and cannot
             // clear the cookie of a sign-in that follows).
             let _ = api::logout().await;
-            // Only a chat that is still shown ends (a late report from a closed one is ignored).
-            if matches!(screen.get_untracked(), Screen::Chat(_)) {
+            if shown(&identity) {
                 to_sign_in(Some(EXPIRED.to_owned()));
             }
         });

@@ -1,5 +1,7 @@
-//! localStorage, as JSON values under fixed keys. Every failure (no storage, quota, bad JSON) reads as
-//! "nothing stored": persistence is best effort and never breaks the chat.
+//! localStorage, as JSON values under fixed keys. Persistence is best effort and never breaks the chat: no
+//! storage or a full one reads as "nothing stored" and loses only persistence. A stored value that cannot
+//! be read (e.g. saved by an incompatible version) also reads as "nothing stored", but is first copied,
+//! once, to `KEY.unreadable` and reported on the console, so that saving over it loses nothing.
 
 use serde::{Serialize, de::DeserializeOwned};
 
@@ -13,10 +15,26 @@ fn local_storage() -> Option<web_sys::Storage> {
     web_sys::window()?.local_storage().ok()?
 }
 
-/// The value stored under `key`, if any and if it parses.
+/// The value stored under `key`, if any and if it parses (see the module docs for one that does not).
 pub fn load<T: DeserializeOwned>(key: &str) -> Option<T> {
-    let text = local_storage()?.get_item(key).ok()??;
-    serde_json::from_str(&text).ok()
+    let storage = local_storage()?;
+    let text = storage.get_item(key).ok()??;
+    match serde_json::from_str(&text) {
+        Ok(value) => Some(value),
+        Err(e) => {
+            let backup = format!("{key}.unreadable");
+            if storage.get_item(&backup).ok().flatten().is_none() {
+                let _ = storage.set_item(&backup, &text);
+            }
+            web_sys::console::warn_1(
+                &format!(
+                    "localStorage {key:?} could not be read ({e}); a copy is kept as {backup:?}"
+                )
+                .into(),
+            );
+            None
+        }
+    }
 }
 
 /// Stores `value` under `key`.

@@ -3,10 +3,13 @@
 //! - Each room has an ordered log of delivered messages (by server `seq`, no duplicates, at most
 //!   [`ROOM_CAP`]) and the `last_seq` to ask the server for on the next `join`.
 //! - The outbox holds our own messages the server has not acknowledged yet, in the order they were typed.
-//!   An `ack` (or a relayed `chat` carrying the same id, e.g. from a replay) moves an entry from the outbox
-//!   into the room's log; a permanent refusal moves it to the room's failed list.
+//!   An `ack` (or a relayed `chat` from our own user in the same room carrying the same id, e.g. from a
+//!   replay) moves an entry from the outbox into the room's log; a permanent refusal moves it to the
+//!   room's failed list.
 //!
 //! The whole [`Store`] is saved to localStorage as JSON, so a reload keeps history and unsent messages.
+//! Other tabs of the same user save under the same key: [`Store::merged_with`] keeps their pending
+//! messages in what this tab saves.
 
 use serde::{Deserialize, Serialize};
 use shared::{ChatText, ClientMessage, ClientMsgId, RoomId, Seq, Timestamp, UserName};
@@ -56,6 +59,7 @@ impl Outgoing {
 
 /// One room's history.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct RoomLog {
     /// The highest `seq` seen; sent as `since` when (re)joining.
     pub last_seq: Seq,
@@ -93,7 +97,8 @@ impl Delivery {
 /// One line of the message list, ready to render.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Shown {
-    /// A key unique within the room that stays the same when a pending message becomes sent.
+    /// A key unique within the room (the message list keys its rows on it together with `delivery`, so a
+    /// row is drawn again when its delivery state changes).
     pub key: String,
     /// Who said it; `None` means "You".
     pub sender: Option<UserName>,
@@ -105,8 +110,10 @@ pub struct Shown {
     pub delivery: Delivery,
 }
 
-/// Every room's log plus the outbox.
+/// Every room's log plus the outbox. A field missing from the saved JSON (e.g. saved by an older version)
+/// reads as its default.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Store {
     rooms: BTreeMap<RoomId, RoomLog>,
     outbox: Vec<Outgoing>,
@@ -146,46 +153,53 @@ impl Store {
         self.outbox.push(message);
     }
 
-    /// The server stored our message `id` as `seq`.
-    pub fn ack(&mut self, id: &ClientMsgId, room: &RoomId, seq: Seq) {
-        if let Some(out) = self.take_outgoing(id) {
-            self.insert(
-                room,
-                Delivered {
-                    seq,
-                    sender: None,
-                    text: out.text,
-                    timestamp: out.created,
-                    id: Some(out.id),
-                },
-            );
-        }
+    /// One of our messages that can never be sent (e.g. too big for the server): shown as failed at once.
+    pub fn refuse(&mut self, message: Outgoing) {
+        self.rooms
+            .entry(message.room.clone())
+            .or_default()
+            .failed
+            .push(message);
     }
 
-    /// A `chat` frame arrived (live or replayed). One whose id is in our outbox is our own message coming
-    /// back (from a replay, or another tab of the same user): it replaces the pending entry.
-    pub fn receive(&mut self, room: &RoomId, message: Delivered) {
-        let mine = message.id.as_ref().and_then(|id| self.take_outgoing(id));
-        let message = match mine {
-            Some(out) => Delivered {
-                sender: None,
-                timestamp: out.created,
-                ..message
-            },
-            None => message,
-        };
-        self.insert(room, message);
+    /// The server stored our message `id` as `seq`.
+    pub fn ack(&mut self, id: &ClientMsgId, room: &RoomId, seq: Seq) {
+        self.deliver_own(id, room, seq);
+    }
+
+    /// A `chat` frame arrived (live or replayed); `me` is the current user. One sent by `me` to the room of
+    /// our outbox entry with its id is that message coming back (from a replay, or from another tab of the
+    /// same user): it replaces the pending entry. Only then: another user may reuse the same id.
+    pub fn receive(&mut self, room: &RoomId, message: Delivered, me: Option<&UserName>) {
+        let own = message.sender.is_some() && message.sender.as_ref() == me;
+        let claimed = own
+            && message
+                .id
+                .as_ref()
+                .is_some_and(|id| self.deliver_own(id, room, message.seq));
+        if !claimed {
+            self.insert(room, message);
+        }
     }
 
     /// The server refused our message `id` for good.
     pub fn fail(&mut self, id: &ClientMsgId) {
-        if let Some(out) = self.take_outgoing(id) {
-            self.rooms
-                .entry(out.room.clone())
-                .or_default()
-                .failed
-                .push(out);
+        if let Some(at) = self.outbox.iter().position(|o| &o.id == id) {
+            let out = self.outbox.remove(at);
+            self.refuse(out);
         }
+    }
+
+    /// What to save when `stored` is what was saved last, possibly by another tab of the same user: this
+    /// store, plus the outbox entries of `stored` this one knows nothing about (another tab's pending
+    /// messages), all in the order they were typed. Without it the last tab to save would erase the other
+    /// tabs' pending messages; keeping one too many is harmless, since the server deduplicates by id.
+    pub fn merged_with(&self, stored: &Store) -> Store {
+        let mut merged = self.clone();
+        let theirs = stored.outbox.iter().filter(|o| !self.knows(&o.id));
+        merged.outbox.extend(theirs.cloned());
+        merged.outbox.sort_by_key(|o| o.created);
+        merged
     }
 
     /// A `join` finished replaying; `head` is the room's newest `seq`. If we have seen more than that, the
@@ -238,9 +252,35 @@ impl Store {
             .collect()
     }
 
-    fn take_outgoing(&mut self, id: &ClientMsgId) -> Option<Outgoing> {
-        let at = self.outbox.iter().position(|o| &o.id == id)?;
-        Some(self.outbox.remove(at))
+    /// Moves our outbox entry `id` for `room` into the room's log as `seq`, shown as ours; whether there
+    /// was one.
+    fn deliver_own(&mut self, id: &ClientMsgId, room: &RoomId, seq: Seq) -> bool {
+        let Some(at) = self
+            .outbox
+            .iter()
+            .position(|o| &o.id == id && &o.room == room)
+        else {
+            return false;
+        };
+        let out = self.outbox.remove(at);
+        let message = Delivered {
+            seq,
+            sender: None,
+            text: out.text,
+            timestamp: out.created,
+            id: Some(out.id),
+        };
+        self.insert(room, message);
+        true
+    }
+
+    /// Whether our message `id` is in the outbox, a room's log, or a room's failed list.
+    fn knows(&self, id: &ClientMsgId) -> bool {
+        let logged = |l: &RoomLog| {
+            l.messages.iter().any(|m| m.id.as_ref() == Some(id))
+                || l.failed.iter().any(|o| &o.id == id)
+        };
+        self.outbox.iter().any(|o| &o.id == id) || self.rooms.values().any(logged)
     }
 
     fn insert(&mut self, room: &RoomId, message: Delivered) {
@@ -302,7 +342,7 @@ mod tests {
     fn messages_are_ordered_by_seq_and_deduplicated() {
         let mut store = Store::default();
         for seq in [3, 1, 2, 3, 1] {
-            store.receive(&room(), theirs(seq, &format!("m{seq}")));
+            store.receive(&room(), theirs(seq, &format!("m{seq}")), None);
         }
         let texts: Vec<_> = summary(&store).into_iter().map(|(t, _)| t).collect();
         assert_eq!(texts, ["m1", "m2", "m3"]);
@@ -322,7 +362,7 @@ mod tests {
         let mut store = Store::default();
         store.queue(mine("a", "first", 10));
         store.queue(mine("b", "second", 20));
-        store.receive(&room(), theirs(1, "hello"));
+        store.receive(&room(), theirs(1, "hello"), None);
         assert_eq!(
             summary(&store),
             [
@@ -347,20 +387,80 @@ mod tests {
         assert_eq!(store.outbox(), [mine("b", "second", 20)]);
     }
 
+    fn ann() -> UserName {
+        UserName::new("ann").expect("valid name")
+    }
+
     #[test]
     fn relayed_copy_of_our_message_replaces_the_pending_one() {
         let mut store = Store::default();
         store.queue(mine("a", "mine", 10));
-        store.receive(
-            &room(),
-            Delivered {
-                id: Some(id("a")),
-                ..theirs(5, "mine")
-            },
-        );
+        let copy = Delivered {
+            id: Some(id("a")),
+            ..theirs(5, "mine")
+        };
+        store.receive(&room(), copy, Some(&ann()));
         store.ack(&id("a"), &room(), 5);
         assert_eq!(summary(&store), [("mine".into(), Delivery::Sent)]);
         assert!(store.outbox().is_empty());
+    }
+
+    #[test]
+    fn only_our_user_in_the_same_room_claims_an_outbox_entry() {
+        let mut store = Store::default();
+        store.queue(mine("a", "mine", 10));
+        let same_id = Delivered {
+            id: Some(id("a")),
+            ..theirs(5, "someone else's")
+        };
+        let bob = UserName::new("bob").expect("valid name");
+        store.receive(&room(), same_id.clone(), Some(&bob));
+        let elsewhere = RoomId::new("elsewhere").expect("valid room");
+        store.receive(&elsewhere, Delivered { seq: 1, ..same_id }, Some(&ann()));
+        assert_eq!(
+            summary(&store),
+            [
+                ("someone else's".into(), Delivery::Received),
+                ("mine".into(), Delivery::Pending)
+            ]
+        );
+        assert_eq!(store.outbox(), [mine("a", "mine", 10)]);
+    }
+
+    #[test]
+    fn saving_keeps_other_tabs_pending_messages_in_typed_order() {
+        let mut ours = Store::default();
+        ours.queue(mine("a", "ours", 10));
+        ours.queue(mine("c", "acked here", 30));
+        ours.ack(&id("c"), &room(), 1);
+        let mut stored = Store::default();
+        stored.queue(mine("b", "other tab", 20));
+        stored.queue(mine("c", "acked here", 30));
+        stored.queue(mine("a", "ours", 10));
+        let merged = ours.merged_with(&stored);
+        let ids: Vec<_> = merged.outbox().iter().map(|o| o.id.to_string()).collect();
+        assert_eq!(
+            ids,
+            ["a", "b"],
+            "ours and the unknown one, not the acked one"
+        );
+        assert_eq!(ours.merged_with(&Store::default()), ours);
+    }
+
+    #[test]
+    fn a_message_that_can_never_be_sent_fails_at_once() {
+        let mut store = Store::default();
+        store.refuse(mine("a", "huge", 10));
+        assert_eq!(summary(&store), [("huge".into(), Delivery::Failed)]);
+        assert!(store.outbox().is_empty());
+    }
+
+    #[test]
+    fn missing_fields_read_as_defaults() {
+        let store: Store = serde_json::from_str(r#"{"outbox": []}"#).expect("deserializes");
+        assert_eq!(store, Store::default());
+        let log: RoomLog = serde_json::from_str(r#"{"last_seq": 3}"#).expect("deserializes");
+        assert_eq!(log.last_seq, 3);
     }
 
     #[test]
@@ -376,7 +476,7 @@ mod tests {
     fn lost_history_resets_last_seq() {
         let mut store = Store::default();
         for seq in 1..=5 {
-            store.receive(&room(), theirs(seq, "x"));
+            store.receive(&room(), theirs(seq, "x"), None);
         }
         store.joined(&room(), 7);
         assert_eq!(
@@ -393,7 +493,7 @@ mod tests {
     fn rooms_are_capped() {
         let mut store = Store::default();
         for seq in 1..=(ROOM_CAP as Seq + 10) {
-            store.receive(&room(), theirs(seq, "x"));
+            store.receive(&room(), theirs(seq, "x"), None);
         }
         let shown = store.shown(&room());
         assert_eq!(shown.len(), ROOM_CAP);
@@ -403,7 +503,7 @@ mod tests {
     #[test]
     fn persistence_round_trips() {
         let mut store = Store::default();
-        store.receive(&room(), theirs(1, "hello"));
+        store.receive(&room(), theirs(1, "hello"), None);
         store.queue(mine("a", "unsent", 10));
         store.queue(mine("b", "refused", 11));
         store.fail(&id("b"));

@@ -286,3 +286,21 @@ async fn rate_limited_messages_stay_pending_and_are_resent() {
     );
     connection.close();
 }
+
+#[wasm_bindgen_test]
+async fn a_message_too_big_for_the_server_fails_at_once() {
+    let connection = start(config(CLOSED_URL, "big"));
+    let text = "x".repeat(shared::DEFAULT_MAX_MESSAGE_BYTES);
+    connection.send(RoomId::lobby(), ChatText::new(text.clone()).expect("valid"));
+    let shown = find(&connection, &text);
+    assert_eq!(shown.len(), 1);
+    assert_eq!(shown[0].delivery, Delivery::Failed);
+    assert!(
+        connection
+            .state()
+            .store
+            .with_untracked(|s| s.outbox().is_empty()),
+        "never queued"
+    );
+    connection.close();
+}

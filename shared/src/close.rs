@@ -2,7 +2,7 @@
 //!
 //! | code | name | meaning | client reconnects? |
 //! |------|------|---------|--------------------|
-//! | 1000 | normal | the client asked to close | no |
+//! | 1000 | normal | a normal close (the server never sends it; a proxy might) | yes |
 //! | 1001 | [`GOING_AWAY`] | the server is shutting down or restarting | yes |
 //! | 1003 | [`UNSUPPORTED_DATA`] | (reserved) a frame kind the protocol does not use | yes |
 //! | 1008 | [`POLICY_VIOLATION`] | the client broke a rule (e.g. flooding) | yes, after backoff |
@@ -31,9 +31,10 @@ pub const HEARTBEAT_TIMEOUT: u16 = 4000;
 /// The connection's credentials are no longer valid (e.g. its token expired): sign in, then connect.
 pub const UNAUTHORIZED: u16 = 4501;
 
-/// Whether a client should reconnect (with backoff) after the server closed with `code`.
+/// Whether a client should reconnect (with backoff) after the server closed with `code`: always, except
+/// after an application-terminal code (4500-4999). A client that closes on purpose simply stops.
 pub fn should_reconnect(code: u16) -> bool {
-    !(code == 1000 || (4500..5000).contains(&code))
+    !(4500..5000).contains(&code)
 }
 
 #[cfg(test)]
@@ -43,6 +44,7 @@ mod tests {
     #[test]
     fn reconnect_table() {
         for code in [
+            1000,
             GOING_AWAY,
             1006,
             MESSAGE_TOO_BIG,
@@ -52,7 +54,7 @@ mod tests {
         ] {
             assert!(should_reconnect(code), "{code}");
         }
-        for code in [1000, UNAUTHORIZED, 4500, 4999] {
+        for code in [UNAUTHORIZED, 4500, 4999] {
             assert!(!should_reconnect(code), "{code}");
         }
     }

@@ -82,10 +82,17 @@ impl AppServer {
 
     /// Starts it again (after [`AppServer::stop`]) on the same port and data.
     pub async fn restart(&mut self) {
+        self.restart_with(|_| {}).await;
+    }
+
+    /// Like [`AppServer::restart`], with settings changed by `also` for this run only (e.g. refusing every
+    /// WebSocket while still serving the page).
+    pub async fn restart_with(&mut self, also: impl FnOnce(&mut server::Config)) {
         assert!(self.running.is_none(), "already running");
         let mut config = server::Config::with_data_dir(self.data.path());
         config.static_dir = dist_dir();
         (self.adjust)(&mut config);
+        also(&mut config);
         let listener = tokio::net::TcpListener::bind(self.addr)
             .await
             .expect("bind the same port");
@@ -186,7 +193,8 @@ pub struct Page {
     _profile: tempfile::TempDir,
 }
 
-fn testid(id: &str) -> String {
+/// The CSS selector of a `data-testid`.
+pub fn testid(id: &str) -> String {
     format!("[data-testid=\"{id}\"]")
 }
 
@@ -213,6 +221,20 @@ impl Page {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The current value of the `data-testid` input.
+    pub async fn input_value(&self, id: &str) -> String {
+        let input = self
+            .client
+            .find(Locator::Css(&testid(id)))
+            .await
+            .expect("input");
+        input
+            .prop("value")
+            .await
+            .expect("value")
+            .unwrap_or_default()
     }
 
     /// Waits until the connection status says connected.

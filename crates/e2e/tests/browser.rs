@@ -33,7 +33,7 @@ async fn two_pages_relay_a_message() {
         own.iter().any(|(t, _)| t.contains("You")),
         "A sees its own message as You: {own:?}"
     );
-    assert_eq!(a.text("message-input").await, "", "input cleared");
+    assert_eq!(a.input_value("message-input").await, "", "input cleared");
 
     // Text is shown as text: markup arrives verbatim and creates no element.
     let markup = r#"<img src=x onerror="document.title='pwned'"><b>bold</b>"#;
@@ -70,22 +70,19 @@ async fn server_restart_reconnects_and_the_outbox_delivers_exactly_once() {
     })
     .await;
 
+    let guest = a.text("current-user").await;
+    assert!(!guest.is_empty());
+
     server.stop().await;
     // Reconnecting, with the attempt count growing while the server stays down.
-    let first = a
-        .wait_text("connection-status", "reconnecting", |t| {
-            attempt(t).is_some_and(|n| n >= 1)
-        })
+    for n in 1..=3 {
+        a.wait_text(
+            "connection-status",
+            "reconnecting at a later attempt",
+            |t| t.to_lowercase().contains("reconnecting") && attempt(t).is_some_and(|a| a >= n),
+        )
         .await;
-    let later = a
-        .wait_text("connection-status", "a later attempt", |t| {
-            attempt(t).is_some_and(|n| n >= 3)
-        })
-        .await;
-    assert!(
-        later.to_lowercase().contains("reconnecting"),
-        "{first} -> {later}"
-    );
+    }
 
     a.send("typed while down").await;
     let shown = a
@@ -102,6 +99,11 @@ async fn server_restart_reconnects_and_the_outbox_delivers_exactly_once() {
     server.restart().await;
     a.wait_connected().await;
     b.wait_connected().await;
+    assert_eq!(
+        a.text("current-user").await,
+        guest,
+        "a guest keeps its name across an outage, so its resent ids still deduplicate"
+    );
     a.wait_messages("to mark it sent", |m| {
         state_of(m, "typed while down") == Some("sent")
     })
@@ -144,9 +146,16 @@ async fn a_reload_keeps_the_outbox() {
     })
     .await;
 
-    server.restart().await;
-    // Reload at once: unless the page already resent it, only localStorage carries the message over.
+    // Serve the page again but refuse every WebSocket, so the reloaded page cannot have sent anything:
+    // what it shows as pending came from localStorage.
+    server.restart_with(|c| c.max_connections = 0).await;
     a.client.refresh().await.expect("reload");
+    a.wait_messages("to show it pending after the reload", |m| {
+        state_of(m, "survives a reload") == Some("pending")
+    })
+    .await;
+    server.stop().await;
+    server.restart().await;
     a.wait_connected().await;
     a.wait_messages("to deliver it after the reload", |m| {
         state_of(m, "survives a reload") == Some("sent")

@@ -1,28 +1,29 @@
 //! The chat screen for one identity: starts its [`Connection`], keeps its store saved under the identity's
-//! own key, and turns what the connection reports into "the session is gone" for the app.
+//! own key, and turns what the connection reports into decisions about the session ([`watch_session`]):
+//! the session is gone (the app then shows the sign-in screen), or a guest's stored token is bad.
 
 use super::{Composer, MessageList, StatusBar};
 use crate::api;
-use crate::auth::{Identity, session_lost};
+use crate::auth::{FailingOpens, Identity, RECHECK_AFTER, after_failed_opens};
 use crate::connection::{ChatState, ConnState, Connection, ConnectionConfig};
 use crate::storage;
+use crate::store::Store;
+use futures::StreamExt;
+use futures::channel::mpsc::UnboundedReceiver;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use shared::RoomId;
 
-/// After this many consecutive attempts that never opened, ask `GET /api/session` whether the session still
-/// exists (a refused upgrade, HTTP 401, cannot be told apart from a network failure in a browser).
-const RECHECK_AFTER: u32 = 2;
-
 /// The chat as `identity`. The header offers "Sign in" to a guest (`on_sign_in`) and "Sign out" to an
-/// account (`on_signed_out`, after `POST /api/logout`); `on_session_lost` runs when the server ended the
-/// session (close code 4501) or no longer knows it. The connection closes when this view goes away.
+/// account (`on_signed_out`, after `POST /api/logout`); `on_session_lost` gets `identity` when the server
+/// ended the session (close code 4501) or no longer knows it. The connection closes when this view goes
+/// away.
 #[component]
 pub fn ChatView(
     identity: Identity,
     on_sign_in: Callback<()>,
     on_signed_out: Callback<()>,
-    on_session_lost: Callback<()>,
+    on_session_lost: Callback<Identity>,
 ) -> impl IntoView {
     let store_key = identity.store_key();
     let state = ChatState::new(storage::load(&store_key).unwrap_or_default());
@@ -34,32 +35,22 @@ pub fn ChatView(
     };
     let connection = Connection::start(config, state);
     provide_context(connection.clone());
-    // Syncs the store to localStorage after every change (the outside world, hence an Effect).
-    Effect::new(move || state.store.with(|s| storage::save(&store_key, s)));
-
-    // The server ended the session: the connection has stopped; the app shows the sign-in screen.
+    // Syncs the store to localStorage after every change (the outside world, hence an Effect). Another tab
+    // of the same user saves under the same key: its pending messages are kept (see `Store::merged_with`).
     Effect::new(move || {
-        if state.status.get() == ConnState::Unauthorized {
-            on_session_lost.run(());
-        }
-    });
-    // Attempts keep failing before the socket opens: ask the server whether the session is still there.
-    let checked = identity.clone();
-    let stopper = connection.clone();
-    Effect::new(move || {
-        if state.failed_opens.get() < RECHECK_AFTER {
-            return;
-        }
-        let (identity, connection) = (checked.clone(), stopper.clone());
-        spawn_local(async move {
-            // No answer (server down) proves nothing: keep reconnecting.
-            let answer = api::session().await;
-            if answer.is_ok_and(|info| session_lost(&identity, &info)) {
-                connection.close();
-                on_session_lost.run(());
-            }
+        state.store.with(|s| {
+            let stored: Store = storage::load(&store_key).unwrap_or_default();
+            storage::save(&store_key, &s.merged_with(&stored));
         });
     });
+    // Subscribed before the task first runs, so no state is missed.
+    let states = connection.watch();
+    spawn_local(watch_session(
+        identity.clone(),
+        connection.clone(),
+        states,
+        on_session_lost,
+    ));
     let closer = connection.clone();
     on_cleanup(move || closer.close());
 
@@ -101,5 +92,50 @@ pub fn ChatView(
                 <Composer room=RoomId::lobby() />
             </main>
         </div>
+    }
+}
+
+/// Follows `states` (from `connection.watch()`) until the connection stops: reports a session the server
+/// ended to `on_session_lost`; after [`RECHECK_AFTER`] or more attempts in a row that never opened, asks
+/// `GET /api/session` after each one and acts on [`after_failed_opens`]: stops the connection and reports
+/// the session lost, or forgets the guest token.
+async fn watch_session(
+    identity: Identity,
+    connection: Connection,
+    mut states: UnboundedReceiver<ConnState>,
+    on_session_lost: Callback<Identity>,
+) {
+    let failed_opens = connection.state().failed_opens;
+    // Whether the server answered the check after an earlier failed attempt of this run.
+    let mut answered = false;
+    while let Some(status) = states.next().await {
+        match status {
+            ConnState::Unauthorized => {
+                on_session_lost.run(identity);
+                return;
+            }
+            ConnState::Closed => return,
+            ConnState::Open => answered = false,
+            ConnState::Reconnecting { .. }
+                if failed_opens.try_get_untracked().unwrap_or(0) >= RECHECK_AFTER =>
+            {
+                let answer = api::session().await.ok();
+                match after_failed_opens(&identity, answer.as_ref(), answered) {
+                    FailingOpens::KeepTrying => {}
+                    FailingOpens::DropGuestToken => {
+                        if let Some(key) = identity.token_key() {
+                            storage::remove(&key);
+                        }
+                    }
+                    FailingOpens::SessionLost => {
+                        connection.close();
+                        on_session_lost.run(identity);
+                        return;
+                    }
+                }
+                answered = answer.is_some();
+            }
+            ConnState::Connecting | ConnState::Reconnecting { .. } => {}
+        }
     }
 }

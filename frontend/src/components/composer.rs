@@ -30,6 +30,8 @@ pub fn Composer(room: RoomId) -> impl IntoView {
                 placeholder="Write a message…"
                 aria-label="Message"
                 autocomplete="off"
+                // UTF-16 units, so at most 12 000 bytes of UTF-8: a frame under the server's limit.
+                // `Connection::send` checks the frame itself anyway.
                 maxlength="4000"
                 prop:value=move || text.get()
                 on:input=move |ev| text.set(event_target_value(&ev))

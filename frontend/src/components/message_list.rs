@@ -36,6 +36,7 @@ pub fn MessageList(room: RoomId) -> impl IntoView {
         <ol class="messages" data-testid="message-list" node_ref=list on:scroll=on_scroll>
             <For
                 each=move || entries.get()
+                // With the delivery state, so that a row is drawn again when it changes.
                 key=|entry| (entry.key.clone(), entry.delivery)
                 children=move |entry| view! { <Message entry me=state.user /> }
             />

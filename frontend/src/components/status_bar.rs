@@ -7,7 +7,9 @@ use leptos::prelude::*;
 /// `children` (the sign-in or sign-out button).
 #[component]
 pub fn StatusBar(children: Children) -> impl IntoView {
-    let state = expect_context::<Connection>().state();
+    let connection = expect_context::<Connection>();
+    let state = connection.state();
+    let dismiss = Callback::new(move |()| connection.dismiss_notice());
     let class = move || match state.status.get() {
         ConnState::Open => "status status-open",
         ConnState::Connecting | ConnState::Reconnecting { .. } => "status status-waiting",
@@ -32,7 +34,7 @@ pub fn StatusBar(children: Children) -> impl IntoView {
                     view! {
                         <p class="notice" data-testid="notice">
                             {text}
-                            <button class="dismiss" on:click=move |_| state.notice.set(None)>
+                            <button class="dismiss" on:click=move |_| dismiss.run(())>
                                 "×"
                             </button>
                         </p>

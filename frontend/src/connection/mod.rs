@@ -1,10 +1,12 @@
 //! The connection to the chat server: the only code that touches the WebSocket.
 //!
-//! [`Connection::start`] spawns one task ([`task`]) that owns the socket for the page's lifetime. The view
-//! talks to it in one direction only, through [`Connection::send`] (a command on a channel), and reads the
-//! results from the signals in [`ChatState`], which the task updates. The task only reports facts about
-//! the connection (its [`ConnState`], including [`ConnState::Unauthorized`] when the server ends the session,
-//! and [`ChatState::failed_opens`]); what to show then is decided by the app.
+//! [`Connection::start`] spawns one task ([`task`]) that owns the socket until [`Connection::close`], a
+//! terminal close code, or the end of the view whose signals it writes. The view hands it work through
+//! commands on a channel ([`Connection::send`], [`Connection::close`]) and reads the results from the
+//! signals in [`ChatState`], which the task updates, or from [`Connection::watch`]. The task only reports
+//! facts about the connection (its [`ConnState`], including [`ConnState::Unauthorized`] when the server ends
+//! the session, and [`ChatState::failed_opens`]); what they mean for the session is decided by the chat
+//! view (`components::chat`), which asks the app to change screens.
 //!
 //! - [`backoff`]: reconnect delays (exponential, full jitter).
 //! - [`state`]: [`ConnState`], shown in the status bar.
@@ -48,8 +50,9 @@ pub struct ConnectionConfig {
 }
 
 impl ConnectionConfig {
-    /// The defaults for `url`: backoff 0.5 s doubling to 30 s, ping every 10 s, dead after 10 s of
-    /// silence, handshake timeout 10 s, stable after 10 s.
+    /// The defaults for `url`: backoff 0.5 s doubling to 30 s, ping every 10 s, dead when nothing arrives
+    /// within 10 s of a ping (so between 10 and 20 s after the last frame), handshake timeout 10 s, stable
+    /// after 10 s.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
@@ -150,7 +153,9 @@ impl Connection {
     }
 
     /// Queues `text` for `room` as a new pending message (persisted with the outbox) and sends it at once if
-    /// the socket is open; otherwise it goes out after the next (re)connect.
+    /// the socket is open; otherwise it goes out after the next (re)connect. A message whose frame is larger
+    /// than the server accepts ([`shared::DEFAULT_MAX_MESSAGE_BYTES`]; the server would close the connection
+    /// on every resend) is never queued: it shows as failed at once.
     pub fn send(&self, room: RoomId, text: ChatText) {
         let message = Outgoing {
             id: new_message_id(),
@@ -158,8 +163,17 @@ impl Connection {
             text,
             created: Timestamp::from_unix_ms(js_sys::Date::now() as i64),
         };
+        if message.to_message().to_json().len() > shared::DEFAULT_MAX_MESSAGE_BYTES {
+            self.state.store.update(|s| s.refuse(message));
+            return;
+        }
         self.state.store.update(|s| s.queue(message.clone()));
         let _ = self.commands.unbounded_send(Command::Send(message));
+    }
+
+    /// Hides the current notice.
+    pub fn dismiss_notice(&self) {
+        self.state.notice.set(None);
     }
 
     /// Every state the connection enters from now on, in order (for observers that must not miss any).

@@ -1,14 +1,18 @@
 //! The connection task: one loop that connects, runs a session while the socket is open, then backs off
-//! and connects again, until told to stop or the server closes with a code that forbids reconnecting.
+//! and connects again, until told to stop ([`Command::Close`]), the server closes with a code that forbids
+//! reconnecting, or the view that owned the signals is gone (checked before each attempt and after each
+//! open, since a view dropped without `close` never ends the command channel: the task holds a sender).
 //!
 //! A session: on open, `join` every known room from its last seq, then resend the whole outbox (same ids,
 //! so the server deduplicates); then handle frames, send commands' messages, and `ping` every
 //! `ping_interval`. If nothing at all arrives within `pong_timeout` after a ping, the connection is dead.
 //!
 //! A chat the server did not take for a passing reason (`rate_limited`, `unavailable`, ...) stays pending in
-//! the outbox and is sent again with the next ping; only a permanent refusal marks it failed. A close with
-//! [`UNAUTHORIZED`] ends the task as [`ConnState::Unauthorized`]; attempts that never open are counted in
-//! [`ChatState::failed_opens`](super::ChatState::failed_opens) for the app to judge.
+//! the outbox; new messages are then held (they wait in the outbox too) and, [`RETRY_AFTER`] later, the
+//! whole outbox is sent again in the order it was typed, so the server stores it in that order. Only a
+//! permanent refusal marks a chat failed. A close with [`UNAUTHORIZED`] ends the task as
+//! [`ConnState::Unauthorized`]; attempts that never open are counted in
+//! [`ChatState::failed_opens`](super::ChatState::failed_opens) for the chat view to judge.
 
 use super::socket::{Socket, SocketEvent};
 use super::{ChatState, Command, ConnState, ConnectionConfig, Watchers};
@@ -20,14 +24,14 @@ use futures::{FutureExt, StreamExt, select};
 use gloo_timers::future::TimeoutFuture;
 use leptos::prelude::*;
 use shared::close::{HEARTBEAT_TIMEOUT, UNAUTHORIZED, should_reconnect};
-use shared::{ClientMessage, ClientMsgId, ErrorCode, ServerMessage};
+use shared::{ClientMessage, ErrorCode, ServerMessage};
 use std::time::Duration;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::closure::Closure;
 
-/// After this many consecutive attempts that never opened, the stored token is dropped (the server may
-/// answer 401 to a token signed with a key it no longer has, which the browser only sees as a failure).
-const DROP_TOKEN_AFTER: u32 = 2;
+/// How long to hold new messages after the server asked to send one again later, before the whole outbox
+/// is resent.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// How a session ended.
 enum End {
@@ -48,6 +52,7 @@ enum Step {
     Command(Option<Command>),
     Ping,
     Dead,
+    Retry,
 }
 
 /// The task's state across connections.
@@ -56,8 +61,6 @@ pub(super) struct Task {
     state: ChatState,
     commands: UnboundedSender<Command>,
     watchers: Watchers,
-    /// Outbox ids the server asked us to send again later (e.g. `rate_limited`); resent at the next ping.
-    retry: Vec<ClientMsgId>,
 }
 
 impl Task {
@@ -73,11 +76,11 @@ impl Task {
             state,
             commands,
             watchers,
-            retry: Vec::new(),
         }
     }
 
-    /// Runs until [`Command::Close`], a terminal close code, or the view's state is gone.
+    /// Runs until [`Command::Close`], a terminal close code, or the view's signals are disposed (see the
+    /// module docs).
     pub(super) async fn run(mut self, mut commands: UnboundedReceiver<Command>) {
         let online_tx = self.commands.clone();
         let on_online = Closure::<dyn FnMut()>::new(move || {
@@ -91,6 +94,10 @@ impl Task {
         let mut failures = 0u32;
         let mut never_opened = 0u32;
         let last = loop {
+            // The view that owned the signals is gone without `close` (e.g. dropped): stop.
+            if self.state.store.is_disposed() {
+                break ConnState::Closed;
+            }
             self.set_status(ConnState::Connecting);
             let end = match Socket::connect(&self.url()) {
                 Ok(socket) => self.session(socket, &mut commands).await,
@@ -111,10 +118,6 @@ impl Task {
             } else {
                 never_opened += 1;
                 self.state.failed_opens.set(never_opened);
-                let token_key = self.config.token_key.as_deref();
-                if let Some(key) = token_key.filter(|_| never_opened >= DROP_TOKEN_AFTER) {
-                    storage::remove(key);
-                }
             }
             failures += 1;
             let delay = self
@@ -131,6 +134,7 @@ impl Task {
                     () = wait => break false,
                     command = commands.next() => match command {
                         Some(Command::Online) => break false,
+                        // (`None` cannot happen: the task holds a sender.)
                         Some(Command::Close) | None => break true,
                         // Already in the outbox: it goes out after the next open.
                         Some(Command::Send(_)) => {}
@@ -176,47 +180,55 @@ impl Task {
             js_sys::Date::now() - opened_at >= config.stable_after.as_millis() as f64
         };
         // The view that owned the signals is gone (e.g. signed out before `close` arrived): stop.
-        let Some(store) = self.state.store.try_get_untracked() else {
+        let Some(joins) = self.state.store.try_with_untracked(|s| s.joins()) else {
             socket.close(1000);
             return End::Stop(ConnState::Closed);
         };
         self.state.failed_opens.set(0);
         self.set_status(ConnState::Open);
-        for frame in store.joins() {
+        for frame in joins {
             socket.send(&frame);
         }
-        for message in store.outbox() {
-            socket.send(&message.to_message());
-        }
+        self.send_outbox(&socket);
 
         let mut ping = sleep(self.config.ping_interval);
         let mut dead = Fuse::terminated();
+        // Running while new messages are held (the server asked to send one again later).
+        let mut retry = Fuse::terminated();
         loop {
             let step = select! {
                 event = socket.next().fuse() => Step::Socket(event),
                 command = commands.next() => Step::Command(command),
                 () = ping => Step::Ping,
                 () = dead => Step::Dead,
+                () = retry => Step::Retry,
             };
             match step {
                 Step::Socket(SocketEvent::Text(text)) => {
                     dead = Fuse::terminated();
-                    self.handle(&text);
+                    if self.handle(&text) && retry.is_terminated() {
+                        retry = sleep(RETRY_AFTER);
+                    }
                 }
                 Step::Socket(SocketEvent::Open) => {}
                 Step::Socket(SocketEvent::Closed(code)) if !should_reconnect(code) => {
                     return stop(code);
                 }
                 Step::Socket(SocketEvent::Closed(_)) => return lost(true, stable(&self.config)),
-                Step::Command(Some(Command::Send(message))) => socket.send(&message.to_message()),
+                Step::Command(Some(Command::Send(message))) => {
+                    // While held, it waits in the outbox for the retry.
+                    if retry.is_terminated() {
+                        socket.send(&message.to_message());
+                    }
+                }
                 Step::Command(Some(Command::Online)) => {}
                 Step::Command(Some(Command::Close) | None) => {
                     socket.close(1000);
                     return End::Stop(ConnState::Closed);
                 }
+                Step::Retry => self.send_outbox(&socket),
                 Step::Ping => {
                     socket.send(&ClientMessage::Ping);
-                    self.resend_later(&socket);
                     ping = sleep(self.config.ping_interval);
                     if dead.is_terminated() {
                         dead = sleep(self.config.pong_timeout);
@@ -230,11 +242,12 @@ impl Task {
         }
     }
 
-    /// Applies one frame from the server to the signals.
-    fn handle(&mut self, text: &str) {
+    /// Applies one frame from the server to the signals. Returns whether the server asked to send one of
+    /// our chats again later.
+    fn handle(&self, text: &str) -> bool {
         // A frame this version cannot read (a newer server's) is skipped.
         let Ok(message) = serde_json::from_str::<ServerMessage>(text) else {
-            return;
+            return false;
         };
         let store = self.state.store;
         match message {
@@ -261,7 +274,8 @@ impl Task {
                     timestamp,
                     id,
                 };
-                store.update(|s| s.receive(&room, message));
+                let me = self.state.user.get_untracked();
+                store.update(|s| s.receive(&room, message, me.as_ref()));
             }
             ServerMessage::Ack { id, room, seq } => store.update(|s| s.ack(&id, &room, seq)),
             ServerMessage::Joined { room, head } => store.update(|s| s.joined(&room, head)),
@@ -290,25 +304,23 @@ impl Task {
                     store.update(|s| s.fail(&id));
                 }
                 // Not stored this time (`rate_limited`, `unavailable`, or a code this version does not
-                // know): it stays pending in the outbox and goes out again with the next ping.
+                // know): it stays pending in the outbox, to be sent again with the whole outbox.
                 _ => {
                     self.state.notice.set(Some(message));
-                    if !self.retry.contains(&id) {
-                        self.retry.push(id);
-                    }
+                    return true;
                 }
             },
             ServerMessage::Error { message, .. } => self.state.notice.set(Some(message)),
             ServerMessage::Left { .. } | ServerMessage::Invited { .. } | ServerMessage::Pong => {}
         }
+        false
     }
 
-    /// Resends the outbox messages the server asked to retry later.
-    fn resend_later(&mut self, socket: &Socket) {
-        let retry = std::mem::take(&mut self.retry);
+    /// Sends the whole outbox, oldest first (same ids: the server stores each message once).
+    fn send_outbox(&self, socket: &Socket) {
         // A store that is gone (the view was closed) has nothing left to send.
         let _ = self.state.store.try_with_untracked(|s| {
-            for message in s.outbox().iter().filter(|m| retry.contains(&m.id)) {
+            for message in s.outbox() {
                 socket.send(&message.to_message());
             }
         });
