@@ -35,7 +35,7 @@ use accounts::Accounts;
 use history::{History, Retention, sqlite::SqliteHistory};
 use hub::Hub;
 use identity::Tokens;
-use node::{Node, NodeParts};
+use node::Node;
 use std::{future::Future, sync::Arc};
 use tokio::net::TcpListener;
 
@@ -81,15 +81,7 @@ pub async fn run(
     };
     let (relay, relay_task) = relay::spawn(Arc::clone(&history), Arc::clone(&hub), retention);
     let (grace, handshake_timeout) = (config.shutdown_grace, config.handshake_timeout);
-    let node = Node::new(NodeParts {
-        config,
-        hub,
-        history,
-        relay,
-        tokens,
-        accounts,
-        access,
-    });
+    let node = Node::new(config, hub, history, relay, tokens, accounts, access);
 
     let stop = node.shutdown.clone();
     tokio::spawn(async move {

@@ -22,25 +22,6 @@ use std::sync::{
 use tokio::sync::Semaphore;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-/// What [`Node::new`] is built from.
-#[derive(Debug)]
-pub struct NodeParts {
-    /// The configuration.
-    pub config: Config,
-    /// Room membership.
-    pub hub: Arc<Hub>,
-    /// Durable history.
-    pub history: Arc<dyn History>,
-    /// The relay's handle.
-    pub relay: RelayHandle,
-    /// Token keys.
-    pub tokens: Tokens,
-    /// Accounts.
-    pub accounts: Accounts,
-    /// Private rooms.
-    pub access: RoomAccess,
-}
-
 /// The shared state of one server instance.
 #[derive(Debug, Clone)]
 pub struct Node(Arc<NodeInner>);
@@ -76,17 +57,16 @@ pub struct NodeInner {
 }
 
 impl Node {
-    /// Assembles a node from its parts.
-    pub fn new(parts: NodeParts) -> Self {
-        let NodeParts {
-            config,
-            hub,
-            history,
-            relay,
-            tokens,
-            accounts,
-            access,
-        } = parts;
+    /// Assembles a node from its parts; the limits and the shutdown signal are made here.
+    pub fn new(
+        config: Config,
+        hub: Arc<Hub>,
+        history: Arc<dyn History>,
+        relay: RelayHandle,
+        tokens: Tokens,
+        accounts: Accounts,
+        access: RoomAccess,
+    ) -> Self {
         let connections = Arc::new(Semaphore::new(config.max_connections));
         let user_rates = UserRates::new(config.rate_limit, config.rate_burst);
         Self(Arc::new(NodeInner {

@@ -4,7 +4,9 @@
 //! |------|------|---------|--------------------|
 //! | 1000 | normal | a normal close (the server never sends it; a proxy might) | yes |
 //! | 1001 | [`GOING_AWAY`] | the server is shutting down or restarting | yes |
+//! | 1002 | [`PROTOCOL_ERROR`] | the client broke the WebSocket protocol | yes |
 //! | 1003 | [`UNSUPPORTED_DATA`] | (reserved) a frame kind the protocol does not use | yes |
+//! | 1007 | [`INVALID_PAYLOAD`] | a text frame that is not UTF-8 | yes |
 //! | 1008 | [`POLICY_VIOLATION`] | the client broke a rule (e.g. flooding) | yes, after backoff |
 //! | 1009 | [`MESSAGE_TOO_BIG`] | a frame exceeded the server's size limit; nothing of it was kept | yes |
 //! | 1011 | [`INTERNAL_ERROR`] | the server failed | yes |
@@ -16,8 +18,12 @@
 
 /// The server is shutting down; reconnect (another instance, or this one after its restart, will answer).
 pub const GOING_AWAY: u16 = 1001;
+/// The client broke the WebSocket protocol (e.g. an unmasked frame).
+pub const PROTOCOL_ERROR: u16 = 1002;
 /// A frame kind the protocol does not use.
 pub const UNSUPPORTED_DATA: u16 = 1003;
+/// A text frame whose payload is not UTF-8.
+pub const INVALID_PAYLOAD: u16 = 1007;
 /// The client broke a rule.
 pub const POLICY_VIOLATION: u16 = 1008;
 /// A frame exceeded the server's size limit.

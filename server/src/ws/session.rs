@@ -159,8 +159,7 @@ where
                         self.last_heard = Instant::now();
                         self.on_frame(frame).await
                     }
-                    Some(Err(e)) if is_too_big(&e) => Err(End::Closed(close::MESSAGE_TOO_BIG, "message too big")),
-                    Some(Err(_)) => Err(End::PeerGone),
+                    Some(Err(e)) => Err(read_error_end(&e)),
                 },
                 item = rx.recv() => match item {
                     Some(item) => self.write_mailbox(item, &mut rx).await,
@@ -530,14 +529,23 @@ where
     }
 }
 
-/// Whether a read failed because the peer sent a frame over the size limit.
-fn is_too_big(error: &axum::Error) -> bool {
+/// How to end a session whose read failed: with the close code that names the peer's fault, or
+/// quietly when the connection is simply gone.
+fn read_error_end(error: &axum::Error) -> End {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(e) = source {
-        if let Some(tungstenite::Error::Capacity(_)) = e.downcast_ref::<tungstenite::Error>() {
-            return true;
+        match e.downcast_ref::<tungstenite::Error>() {
+            Some(tungstenite::Error::Capacity(_)) => {
+                return End::Closed(close::MESSAGE_TOO_BIG, "message too big");
+            }
+            Some(tungstenite::Error::Utf8(_)) => {
+                return End::Closed(close::INVALID_PAYLOAD, "text frames must be UTF-8");
+            }
+            Some(tungstenite::Error::Protocol(_)) => {
+                return End::Closed(close::PROTOCOL_ERROR, "WebSocket protocol error");
+            }
+            _ => source = e.source(),
         }
-        source = e.source();
     }
-    false
+    End::PeerGone
 }

@@ -1,6 +1,6 @@
 //! Dead peers are noticed; live ones are not disturbed.
 
-use crate::common::{Client, TestServer};
+use crate::common::{Client, TestServer, raw_upgrade, server_frames};
 use serde_json::json;
 use std::time::Duration;
 
@@ -14,19 +14,11 @@ async fn fast_heartbeat_server() -> TestServer {
 
 #[tokio::test]
 async fn a_peer_that_stops_answering_is_closed_with_4000() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncReadExt;
     let server = fast_heartbeat_server().await;
     // A raw socket that completes the handshake and then, like a paused process, never reads or writes
     // again: no Pong ever goes back. (A WebSocket library would answer pings as soon as it read.)
-    let mut tcp = tokio::net::TcpStream::connect(server.addr)
-        .await
-        .expect("connect");
-    let request = format!(
-        "GET /ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        server.addr
-    );
-    tcp.write_all(request.as_bytes()).await.expect("handshake");
+    let mut tcp = raw_upgrade(server.addr).await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
 
     // Everything the server sent, up to its closing the TCP connection.
@@ -47,22 +39,6 @@ async fn a_peer_that_stops_answering_is_closed_with_4000() {
         .map(|(_, payload)| u16::from_be_bytes([payload[0], payload[1]]))
         .collect();
     assert_eq!(close_codes, vec![4000]);
-}
-
-/// Splits unmasked server frames into (opcode, payload).
-fn server_frames(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
-    let mut frames = Vec::new();
-    while bytes.len() >= 2 {
-        let opcode = bytes[0] & 0x0f;
-        let (len, header) = match bytes[1] & 0x7f {
-            126 => (u16::from_be_bytes([bytes[2], bytes[3]]) as usize, 4),
-            127 => panic!("no frame here is that large"),
-            n => (n as usize, 2),
-        };
-        frames.push((opcode, bytes[header..header + len].to_vec()));
-        bytes = &bytes[header + len..];
-    }
-    frames
 }
 
 #[tokio::test]

@@ -1,8 +1,9 @@
 //! Identity and hostile clients: accounts, tokens on the handshake, origin, private rooms, limits.
 
-use crate::common::{Client, TestServer, http};
+use crate::common::{Client, TestServer, http, raw_upgrade, server_frames};
 use serde_json::{Value, json};
 use std::time::Duration;
+use tokio::io::AsyncReadExt;
 use tokio_tungstenite::tungstenite::{self, Message, client::IntoClientRequest, http::HeaderValue};
 
 const QUIET: Duration = Duration::from_millis(300);
@@ -448,26 +449,31 @@ async fn invalid_utf8_and_binary_frames_change_nothing() {
     assert_eq!(a.expect("error").await["code"], "binary_unsupported");
     // A text frame that is not UTF-8 breaks the WebSocket protocol: the server closes (1007) that one
     // connection, and everyone else carries on.
-    let mut raw = tokio::net::TcpStream::connect(server.addr)
-        .await
-        .expect("connect");
-    raw_handshake(&mut raw, server.addr).await;
+    let mut raw = raw_handshake(server.addr).await;
     send_masked(&mut raw, 0x1, &[0xc3, 0x28]).await;
+    let mut bytes = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), raw.read_to_end(&mut bytes))
+        .await
+        .expect("the server closed that connection")
+        .ok();
+    let closes: Vec<u16> = server_frames(&bytes)
+        .into_iter()
+        .filter(|(opcode, _)| *opcode == 0x8)
+        .map(|(_, payload)| u16::from_be_bytes([payload[0], payload[1]]))
+        .collect();
+    assert_eq!(closes, vec![1007]);
     b.expect_silence(QUIET).await;
     a.send(json!({"type": "chat", "text": "still fine"})).await;
     assert_eq!(b.expect("chat").await["seq"], 1);
 }
 
-async fn raw_handshake(tcp: &mut tokio::net::TcpStream, addr: std::net::SocketAddr) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let request = format!(
-        "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    );
-    tcp.write_all(request.as_bytes()).await.expect("handshake");
+async fn raw_handshake(addr: std::net::SocketAddr) -> tokio::net::TcpStream {
+    use tokio::io::AsyncReadExt;
+    let mut tcp = raw_upgrade(addr).await;
     let mut buf = [0u8; 1024];
     let n = tcp.read(&mut buf).await.expect("read");
     assert!(buf[..n].starts_with(b"HTTP/1.1 101"));
+    tcp
 }
 
 /// Writes one masked client frame (mask 0, so the payload goes as is).
