@@ -69,6 +69,21 @@ async fn wait_chat_as(page: &Page, name: &str) {
     assert!(!present(page, "login-name").await, "no sign-in form");
 }
 
+/// A server whose tokens last 3 s, and a page on it signed in as a newly registered `ann`.
+async fn signed_in_with_a_short_token() -> (AppServer, Browser, Page) {
+    let server = AppServer::start_with(|c| {
+        c.allow_anonymous = false;
+        c.token_ttl = Duration::from_secs(3);
+    })
+    .await;
+    let browser = Browser::start().await;
+    let page = browser.page(&server.url()).await;
+    wait_sign_in(&page).await;
+    submit(&page, "register-submit", "ann", GOOD_PASSWORD).await;
+    wait_chat_as(&page, "ann").await;
+    (server, browser, page)
+}
+
 /// How many WebSockets the page creates during `span` (counted by wrapping the page's `WebSocket`
 /// constructor, which the app's wasm-bindgen glue looks up at each call; until the page reloads).
 async fn sockets_opened_during(page: &Page, span: Duration) -> u64 {
@@ -217,16 +232,7 @@ async fn a_guest_can_sign_in_when_guests_are_allowed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_session_returns_to_sign_in() {
-    let server = AppServer::start_with(|c| {
-        c.allow_anonymous = false;
-        c.token_ttl = Duration::from_secs(3);
-    })
-    .await;
-    let browser = Browser::start().await;
-    let a = browser.page(&server.url()).await;
-    wait_sign_in(&a).await;
-    submit(&a, "register-submit", "ann", GOOD_PASSWORD).await;
-    wait_chat_as(&a, "ann").await;
+    let (_server, _browser, a) = signed_in_with_a_short_token().await;
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
@@ -260,16 +266,7 @@ async fn an_expired_session_returns_to_sign_in() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_that_expired_while_offline_returns_to_sign_in() {
-    let mut server = AppServer::start_with(|c| {
-        c.allow_anonymous = false;
-        c.token_ttl = Duration::from_secs(3);
-    })
-    .await;
-    let browser = Browser::start().await;
-    let a = browser.page(&server.url()).await;
-    wait_sign_in(&a).await;
-    submit(&a, "register-submit", "ann", GOOD_PASSWORD).await;
-    wait_chat_as(&a, "ann").await;
+    let (mut server, _browser, a) = signed_in_with_a_short_token().await;
 
     // The token expires while the server is down: no 4501 can arrive, and after the restart every
     // upgrade is refused (HTTP 401), which the page sees only as failed connects.
