@@ -137,9 +137,13 @@ impl Store {
             .map(|(room, log)| ClientMessage::Join {
                 room: room.clone(),
                 since: Some(log.last_seq),
-                private: false,
             })
             .collect()
+    }
+
+    /// The newest `seq` this client has of `room` (0 for a room it has nothing of).
+    pub fn last_seq(&self, room: &RoomId) -> Seq {
+        self.rooms.get(room).map_or(0, |log| log.last_seq)
     }
 
     /// Messages waiting for an acknowledgement, oldest first.
@@ -352,7 +356,6 @@ mod tests {
             [ClientMessage::Join {
                 room: room(),
                 since: Some(3),
-                private: false,
             }]
         );
     }

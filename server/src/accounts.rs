@@ -1,20 +1,30 @@
-//! User accounts: names and Argon2id password hashes, in the same SQLite file as the history.
+//! User accounts: names and Argon2id password hashes, in the node's database.
 //!
-//! Hashing is deliberately slow, so it runs on tokio's blocking pool. Signing in with an unknown name
-//! costs the same hash as with a known one, so response times do not reveal which names exist.
+//! - Names are unique regardless of case: `Ann` registered means `ann` cannot be, and signing in as `ANN`
+//!   is signing in as `Ann` (the name as registered is the one everybody sees).
+//! - Hashing is deliberately slow and memory-hungry (Argon2id's default: 19 MiB per hash), so it runs on
+//!   a small pool of its own threads ([`Accounts::new`]'s `parallelism`, about the number of cores); more
+//!   requests wait their turn (up to [`MAX_WAITING`], then [`AccountError::Busy`]). A burst of sign-ins
+//!   therefore costs a fixed amount of memory (the allocator keeps a hash's memory per thread, so the
+//!   number of threads that ever hash is what bounds it) and never takes the blocking threads that
+//!   replays read history on.
+//! - Signing in with an unknown name costs the same hash as with a known one, so response times do not
+//!   reveal which names exist.
 
+use crate::db::{Database, DbError};
 use argon2::{
-    Argon2,
-    password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng},
+    Algorithm, Argon2, Block, Params, Version,
+    password_hash::{Output, PasswordHash, SaltString, rand_core::OsRng},
 };
 use rusqlite::{Connection, OptionalExtension, params};
 use shared::{UserName, api::Credentials};
-use std::{
-    path::Path,
-    sync::{Arc, Mutex},
-};
+use std::cell::RefCell;
+use std::sync::{Arc, Mutex, mpsc};
 
-/// Why registering or signing in failed.
+/// Sign-in and registration requests that may wait for a hashing slot before the next is refused.
+pub const MAX_WAITING: usize = 256;
+
+/// Why registering, signing in or changing an account failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AccountError {
     /// The name breaks the naming rule.
@@ -23,116 +33,291 @@ pub enum AccountError {
     /// The password breaks the policy.
     #[error("{0}")]
     WeakPassword(&'static str),
-    /// Someone has that name.
+    /// Someone has that name (in any case).
     #[error("that name is taken")]
     NameTaken,
     /// Unknown name or wrong password (deliberately not saying which).
     #[error("wrong name or password")]
     BadCredentials,
+    /// Too many password checks are waiting already.
+    #[error("the server is busy; try again in a moment")]
+    Busy,
     /// The database failed.
     #[error("accounts database: {0}")]
-    Db(#[from] rusqlite::Error),
+    Db(#[from] DbError),
     /// Hashing failed.
     #[error("password hashing: {0}")]
     Hash(String),
-    /// The blocking task failed.
-    #[error("accounts task: {0}")]
-    Task(#[from] tokio::task::JoinError),
+}
+
+impl From<rusqlite::Error> for AccountError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Db(e.into())
+    }
+}
+
+impl From<tokio::task::JoinError> for AccountError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        Self::Db(e.into())
+    }
 }
 
 /// The account store.
 #[derive(Debug, Clone)]
 pub struct Accounts {
-    conn: Arc<Mutex<Connection>>,
+    db: Database,
     /// A real hash of a random password, verified against when the name is unknown.
     decoy: Arc<String>,
+    /// Password work for the hashing threads; bounded, so a full queue refuses instead of growing.
+    hashing: mpsc::SyncSender<Job>,
+}
+
+/// A piece of password work.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Starts `threads` threads that run password work from one bounded queue, until its sender is gone.
+fn hashing_threads(threads: usize) -> Result<mpsc::SyncSender<Job>, AccountError> {
+    let (tx, rx) = mpsc::sync_channel::<Job>(MAX_WAITING);
+    let rx = Arc::new(Mutex::new(rx));
+    for i in 0..threads.max(1) {
+        let rx = Arc::clone(&rx);
+        std::thread::Builder::new()
+            .name(format!("password-hash-{i}"))
+            .spawn(move || {
+                loop {
+                    let job = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                    match job {
+                        Ok(job) => job(),
+                        Err(_) => break, // every Accounts is gone
+                    }
+                }
+            })
+            .map_err(|e| AccountError::Hash(format!("starting a hashing thread: {e}")))?;
+    }
+    Ok(tx)
 }
 
 impl Accounts {
-    /// Opens the `users` table in `data_dir/chat.db` (the history backend has created the directory).
-    pub fn open(data_dir: &Path) -> Result<Self, AccountError> {
-        let conn = crate::history::sqlite::open_with_schema(
-            data_dir,
-            "CREATE TABLE IF NOT EXISTS users (
-                name TEXT PRIMARY KEY,
-                password_hash TEXT NOT NULL,
-                created_ms INTEGER NOT NULL
-            ) WITHOUT ROWID;",
-        )?;
+    /// The accounts in `db`, with at most `parallelism` hashes at once.
+    pub fn new(db: Database, parallelism: usize) -> Result<Self, AccountError> {
         let decoy = hash(&format!("{:x}", rand::random::<u128>()))?;
         Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
+            db,
             decoy: Arc::new(decoy),
+            hashing: hashing_threads(parallelism)?,
         })
+    }
+
+    /// Runs password work `f` on a hashing thread, after the work queued before it.
+    async fn hashing<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> Result<T, AccountError> + Send + 'static,
+    ) -> Result<T, AccountError> {
+        let (done, result) = tokio::sync::oneshot::channel();
+        self.hashing
+            .try_send(Box::new(move || {
+                let _ = done.send(f());
+            }))
+            .map_err(|_| AccountError::Busy)?;
+        result
+            .await
+            .map_err(|_| AccountError::Hash("a hashing thread stopped".into()))?
     }
 
     /// Creates an account.
     pub async fn register(&self, credentials: Credentials) -> Result<UserName, AccountError> {
         let name = UserName::new(credentials.name.clone())
             .map_err(|e| AccountError::BadName(e.to_string()))?;
-        if name.as_str().starts_with("guest-") {
+        if name.as_str().to_ascii_lowercase().starts_with("guest-") {
             return Err(AccountError::BadName(
                 "names starting with guest- are reserved".into(),
             ));
         }
         shared::api::check_password(name.as_str(), &credentials.password)
             .map_err(AccountError::WeakPassword)?;
-        let conn = Arc::clone(&self.conn);
-        tokio::task::spawn_blocking(move || {
-            let hashed = hash(&credentials.password)?;
-            let now = crate::now().unix_ms();
-            let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
-            let inserted = conn.execute(
-                "INSERT INTO users (name, password_hash, created_ms) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-                params![name.as_str(), hashed, now],
-            )?;
-            if inserted == 0 { Err(AccountError::NameTaken) } else { Ok(name) }
-        })
-        .await?
+        if self.find(&name).await?.is_some() {
+            return Err(AccountError::NameTaken);
+        }
+        let hashed = self.hashing(move || hash(&credentials.password)).await?;
+        let now = crate::now().unix_ms();
+        self.db
+            .write(move |tx| {
+                let inserted = tx.execute(
+                    "INSERT INTO users (name, name_key, password_hash, created_ms) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT DO NOTHING",
+                    params![name.as_str(), key(&name), hashed, now],
+                )?;
+                if inserted == 0 { Err(AccountError::NameTaken) } else { Ok(name) }
+            })
+            .await
     }
 
-    /// Checks a name and password.
+    /// Checks a name (in any case) and password; returns the name as registered.
     pub async fn login(&self, credentials: Credentials) -> Result<UserName, AccountError> {
-        let conn = Arc::clone(&self.conn);
+        let stored = match UserName::new(credentials.name) {
+            Ok(name) => self.db.read(move |c| stored_hash(c, &name)).await?,
+            Err(_) => None,
+        };
         let decoy = Arc::clone(&self.decoy);
-        tokio::task::spawn_blocking(move || {
-            let name = UserName::new(credentials.name).ok();
-            let stored: Option<String> = match &name {
-                Some(name) => conn
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .query_row(
-                        "SELECT password_hash FROM users WHERE name = ?1",
-                        [name.as_str()],
-                        |r| r.get(0),
-                    )
-                    .optional()?,
-                None => None,
-            };
-            let matches = verify(stored.as_deref().unwrap_or(&decoy), &credentials.password);
-            match (name, stored, matches) {
-                (Some(name), Some(_), true) => Ok(name),
+        self.hashing(move || {
+            let matches = verify(
+                stored.as_ref().map_or(decoy.as_str(), |(_, h)| h),
+                &credentials.password,
+            );
+            match stored {
+                Some((name, _)) if matches => Ok(name),
                 _ => Err(AccountError::BadCredentials),
             }
         })
-        .await?
+        .await
+    }
+
+    /// The account named `name` in any case, as registered.
+    pub async fn find(&self, name: &UserName) -> Result<Option<UserName>, AccountError> {
+        let name = name.clone();
+        self.db
+            .read(move |c| Ok(stored_hash(c, &name)?.map(|(n, _)| n)))
+            .await
+    }
+
+    /// Replaces `name`'s password after checking the current one.
+    pub async fn change_password(
+        &self,
+        name: &UserName,
+        current: String,
+        new: String,
+    ) -> Result<(), AccountError> {
+        shared::api::check_password(name.as_str(), &new).map_err(AccountError::WeakPassword)?;
+        self.login(Credentials {
+            name: name.to_string(),
+            password: current,
+        })
+        .await?;
+        let hashed = self.hashing(move || hash(&new)).await?;
+        let name = name.clone();
+        self.db
+            .write(move |tx| {
+                tx.execute(
+                    "UPDATE users SET password_hash = ?2 WHERE name = ?1",
+                    params![name.as_str(), hashed],
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// Deletes `name`'s account after checking its password.
+    pub async fn delete(&self, name: &UserName, password: String) -> Result<(), AccountError> {
+        self.login(Credentials {
+            name: name.to_string(),
+            password,
+        })
+        .await?;
+        let name = name.clone();
+        self.db
+            .write(move |tx| {
+                tx.execute("DELETE FROM users WHERE name = ?1", [name.as_str()])?;
+                Ok(())
+            })
+            .await
     }
 }
 
-fn hash(password: &str) -> Result<String, AccountError> {
-    let salt = SaltString::generate(&mut OsRng);
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| AccountError::Hash(e.to_string()))
+/// The case-insensitive key of a name.
+fn key(name: &UserName) -> String {
+    name.as_str().to_lowercase()
 }
 
-fn verify(stored: &str, password: &str) -> bool {
-    PasswordHash::new(stored).is_ok_and(|h| {
-        Argon2::default()
-            .verify_password(password.as_bytes(), &h)
-            .is_ok()
+/// The registered name and password hash of the account called `name` in any case.
+fn stored_hash(
+    conn: &Connection,
+    name: &UserName,
+) -> Result<Option<(UserName, String)>, AccountError> {
+    let row: Option<(String, String)> = conn
+        .query_row(
+            "SELECT name, password_hash FROM users WHERE name_key = ?1",
+            [key(name)],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    Ok(row.and_then(|(n, h)| UserName::new(n).ok().map(|n| (n, h))))
+}
+
+thread_local! {
+    /// Argon2's working memory, kept by each hashing thread for its next hash. Allocating it per hash
+    /// (what `argon2`'s convenience API does) leaves every 19 MiB block list behind in glibc's heap, so
+    /// resident memory would grow with every sign-in.
+    static MEMORY: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs Argon2 `algorithm`/`version`/`params` over `password` and `salt` into `out`, in this thread's
+/// reused working memory.
+fn argon2_into(
+    algorithm: Algorithm,
+    version: Version,
+    params: Params,
+    password: &str,
+    salt: &[u8],
+    out: &mut [u8],
+) -> Result<(), argon2::Error> {
+    MEMORY.with(|memory| {
+        let mut memory = memory.borrow_mut();
+        let blocks = params.block_count();
+        if memory.len() != blocks {
+            *memory = vec![Block::default(); blocks];
+        }
+        Argon2::new(algorithm, version, params).hash_password_into_with_memory(
+            password.as_bytes(),
+            salt,
+            out,
+            &mut memory[..],
+        )
     })
+}
+
+/// A new Argon2id hash of `password` in the PHC string format (`$argon2id$v=19$m=...`).
+fn hash(password: &str) -> Result<String, AccountError> {
+    let fail = |e: &dyn std::fmt::Display| AccountError::Hash(e.to_string());
+    let salt = SaltString::generate(&mut OsRng);
+    let mut salt_bytes = [0u8; 64];
+    let salt_bytes = salt.decode_b64(&mut salt_bytes).map_err(|e| fail(&e))?;
+    let params = Params::default();
+    let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    argon2_into(
+        Algorithm::Argon2id,
+        Version::V0x13,
+        params.clone(),
+        password,
+        salt_bytes,
+        &mut out,
+    )
+    .map_err(|e| fail(&e))?;
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: (&params).try_into().map_err(|e| fail(&e))?,
+        salt: Some(salt.as_salt()),
+        hash: Some(Output::new(&out).map_err(|e| fail(&e))?),
+    };
+    Ok(phc.to_string())
+}
+
+/// Whether `password` matches the PHC string `stored` (compared in constant time).
+fn verify(stored: &str, password: &str) -> bool {
+    let check = || -> Option<bool> {
+        let phc = PasswordHash::new(stored).ok()?;
+        let expected = phc.hash?;
+        let algorithm = Algorithm::try_from(phc.algorithm).ok()?;
+        let version = Version::try_from(phc.version.unwrap_or(Version::V0x13.into())).ok()?;
+        let params = Params::try_from(&phc).ok()?;
+        let mut salt = [0u8; 64];
+        let salt = phc.salt?.decode_b64(&mut salt).ok()?;
+        let mut out = vec![0u8; expected.len()];
+        argon2_into(algorithm, version, params, password, salt, &mut out).ok()?;
+        // `Output`'s equality is constant-time.
+        Some(Output::new(&out).ok()? == expected)
+    };
+    check().unwrap_or(false)
 }
 
 #[cfg(test)]
@@ -149,35 +334,44 @@ mod tests {
     #[tokio::test]
     async fn register_then_login() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let accounts = Accounts::open(dir.path()).expect("open");
+        let db = Database::open(dir.path()).expect("open");
+        let accounts = Accounts::new(db.clone(), 2).expect("accounts");
         let ann = accounts
-            .register(creds("ann", "correct horse"))
+            .register(creds("Ann", "correct horse"))
             .await
             .expect("register");
-        assert_eq!(ann.as_str(), "ann");
-        assert!(matches!(
-            accounts.register(creds("ann", "another pass")).await,
-            Err(AccountError::NameTaken)
-        ));
+        assert_eq!(ann.as_str(), "Ann");
+        for taken in ["Ann", "ann", "ANN"] {
+            assert!(
+                matches!(
+                    accounts.register(creds(taken, "another pass")).await,
+                    Err(AccountError::NameTaken)
+                ),
+                "{taken}"
+            );
+        }
         assert!(matches!(
             accounts.register(creds("b b", "correct horse")).await,
             Err(AccountError::BadName(_))
         ));
         assert!(matches!(
-            accounts.register(creds("guest-1", "correct horse")).await,
+            accounts.register(creds("Guest-1", "correct horse")).await,
             Err(AccountError::BadName(_))
         ));
         assert!(matches!(
             accounts.register(creds("bob", "short")).await,
             Err(AccountError::WeakPassword(_))
         ));
-        assert_eq!(
-            accounts
-                .login(creds("ann", "correct horse"))
-                .await
-                .expect("login"),
-            ann
-        );
+        for spelling in ["Ann", "ann", "aNN"] {
+            assert_eq!(
+                accounts
+                    .login(creds(spelling, "correct horse"))
+                    .await
+                    .expect("login"),
+                ann,
+                "signs in as the name as registered"
+            );
+        }
         assert!(matches!(
             accounts.login(creds("ann", "wrong horse")).await,
             Err(AccountError::BadCredentials)
@@ -186,20 +380,78 @@ mod tests {
             accounts.login(creds("nobody", "correct horse")).await,
             Err(AccountError::BadCredentials)
         ));
+        let upper = UserName::new("ANN").expect("name");
+        assert_eq!(
+            accounts.find(&upper).await.expect("find"),
+            Some(ann.clone())
+        );
 
-        let stored: String = accounts
-            .conn
-            .lock()
-            .expect("lock")
+        accounts
+            .change_password(&ann, "correct horse".into(), "battery staple".into())
+            .await
+            .expect("change");
+        assert!(accounts.login(creds("ann", "correct horse")).await.is_err());
+        accounts
+            .login(creds("ann", "battery staple"))
+            .await
+            .expect("new password");
+        assert!(matches!(
+            accounts.delete(&ann, "wrong one".into()).await,
+            Err(AccountError::BadCredentials)
+        ));
+        accounts
+            .delete(&ann, "battery staple".into())
+            .await
+            .expect("delete");
+        assert_eq!(accounts.find(&ann).await.expect("find"), None);
+
+        accounts
+            .register(creds("bob", "correct horse"))
+            .await
+            .expect("register");
+        let stored: String = Connection::open(db.path())
+            .expect("open")
             .query_row(
-                "SELECT password_hash FROM users WHERE name = 'ann'",
+                "SELECT password_hash FROM users WHERE name = 'bob'",
                 [],
                 |r| r.get(0),
             )
             .expect("row");
         assert!(
-            stored.starts_with("$argon2id$"),
+            stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
             "hashed with Argon2id, never stored plain: {stored}"
+        );
+    }
+
+    #[test]
+    fn hashes_are_standard_phc_strings_and_memory_is_reused() {
+        use argon2::PasswordVerifier;
+        let ours = hash("correct horse").expect("hash");
+        // The argon2 crate's own verifier accepts ours, and ours accepts its hashes.
+        let parsed = PasswordHash::new(&ours).expect("PHC string");
+        assert!(
+            Argon2::default()
+                .verify_password(b"correct horse", &parsed)
+                .is_ok()
+        );
+        assert!(verify(&ours, "correct horse") && !verify(&ours, "wrong horse"));
+        assert!(!verify("not a hash", "correct horse"));
+        let rss = || {
+            std::fs::read_to_string("/proc/self/status")
+                .expect("status")
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+                .expect("VmRSS")
+        };
+        let before = rss();
+        for _ in 0..8 {
+            assert!(!verify(&ours, "wrong horse"));
+        }
+        let grown_kib = rss().saturating_sub(before);
+        assert!(
+            grown_kib < 19 * 1024,
+            "8 hashes on one thread grew resident memory by {grown_kib} KiB"
         );
     }
 }

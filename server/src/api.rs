@@ -1,8 +1,13 @@
 //! The HTTP API for accounts and sessions (see `shared::api` for the contract): register, sign in, sign
-//! out, and "who am I". Tokens travel as an `HttpOnly`, `SameSite=Strict` cookie for the browser app, or
-//! in the JSON body for other clients (`Authorization: Bearer` or `?token=` on `/ws`).
+//! out (here or everywhere), change the password, delete the account, and "who am I". Tokens travel as an
+//! `HttpOnly`, `SameSite=Strict` cookie for the browser app (`Secure` and `__Host-` prefixed over HTTPS),
+//! or in the JSON body for other clients (`Authorization: Bearer` or `?token=` on `/ws`).
+//!
+//! Costs are bounded: a body must arrive within `--handshake-timeout` and hold at most
+//! [`MAX_BODY_BYTES`]; password hashing is limited by [`crate::accounts`]; failed sign-ins are throttled
+//! per account name and per address, registrations per address (429 with `Retry-After`).
 
-use crate::{accounts::AccountError, node::Node};
+use crate::{accounts::AccountError, forwarded::ClientInfo, identity::Tokens, node::Node};
 use axum::{
     Json, Router,
     extract::{FromRequestParts, State, rejection::JsonRejection},
@@ -10,7 +15,15 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post},
 };
-use shared::api::{ApiError, ApiErrorBody, COOKIE_NAME, Credentials, LoginResponse, SessionInfo};
+use serde::de::DeserializeOwned;
+use shared::{
+    UserName,
+    api::{
+        ApiError, ApiErrorBody, COOKIE_NAME, Credentials, LoginResponse, Password, PasswordChange,
+        SECURE_COOKIE_NAME, SessionInfo,
+    },
+};
+use std::time::{Duration, Instant};
 
 /// Largest request body accepted by the API.
 const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -21,6 +34,9 @@ pub fn routes() -> Router<Node> {
         .route("/api/register", post(register))
         .route("/api/login", post(login))
         .route("/api/logout", post(logout))
+        .route("/api/logout-all", post(logout_all))
+        .route("/api/password", post(change_password))
+        .route("/api/account/delete", post(delete_account))
         .route("/api/session", get(session))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
@@ -43,12 +59,12 @@ pub fn request_token(headers: &HeaderMap, query_token: Option<&str>) -> Option<S
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE_NAME)
+        .find(|(k, _)| *k == SECURE_COOKIE_NAME || *k == COOKIE_NAME)
         .map(|(_, v)| v.to_owned())
 }
 
 /// An API failure as `{"error":{"code","message"}}`.
-fn fail(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+pub fn fail(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
     let body = ApiError {
         error: ApiErrorBody {
             code: code.into(),
@@ -56,6 +72,16 @@ fn fail(status: StatusCode, code: &str, message: impl Into<String>) -> Response 
         },
     };
     (status, Json(body)).into_response()
+}
+
+/// 429 with `Retry-After` (whole seconds, at least 1).
+fn too_many(wait: Duration, message: &str) -> Response {
+    let mut response = fail(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message);
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    if let Ok(v) = HeaderValue::from_str(&seconds.max(1).to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    response
 }
 
 impl IntoResponse for AccountError {
@@ -70,42 +96,82 @@ impl IntoResponse for AccountError {
             AccountError::BadCredentials => {
                 fail(StatusCode::UNAUTHORIZED, "bad_credentials", message)
             }
-            AccountError::Db(_) | AccountError::Hash(_) | AccountError::Task(_) => {
+            AccountError::Busy => {
+                let mut response = fail(StatusCode::SERVICE_UNAVAILABLE, "busy", message);
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                response
+            }
+            AccountError::Db(_) | AccountError::Hash(_) => {
                 tracing::error!(error = %message, "account operation failed");
-                fail(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "something went wrong; try again",
-                )
+                internal()
             }
         }
     }
 }
 
-/// JSON credentials, with malformed bodies answered in the API's error format.
-struct Body(Credentials);
+fn internal() -> Response {
+    fail(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "something went wrong; try again",
+    )
+}
 
-impl<S: Send + Sync> axum::extract::FromRequest<S> for Body {
+/// A JSON body that must arrive within the handshake deadline; malformed ones are answered in the API's
+/// error format.
+struct Body<T>(T);
+
+impl<T: DeserializeOwned> axum::extract::FromRequest<Node> for Body<T> {
     type Rejection = Response;
-    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Response> {
-        match Json::<Credentials>::from_request(req, state).await {
-            Ok(Json(c)) => Ok(Self(c)),
-            Err(e @ JsonRejection::JsonDataError(_) | e @ JsonRejection::JsonSyntaxError(_)) => {
+    async fn from_request(req: axum::extract::Request, node: &Node) -> Result<Self, Response> {
+        let deadline = node.config.handshake_timeout;
+        match tokio::time::timeout(deadline, Json::<T>::from_request(req, node)).await {
+            Err(_) => Err(fail(
+                StatusCode::REQUEST_TIMEOUT,
+                "timeout",
+                "the request body did not arrive in time",
+            )),
+            Ok(Ok(Json(c))) => Ok(Self(c)),
+            Ok(Err(e @ (JsonRejection::JsonDataError(_) | JsonRejection::JsonSyntaxError(_)))) => {
                 Err(fail(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))
             }
-            Err(e) => Err(fail(e.status(), "bad_request", e.body_text())),
+            Ok(Err(e)) => Err(fail(e.status(), "bad_request", e.body_text())),
         }
     }
 }
 
-/// Signs `name` in: the token in the body and in the cookie.
-fn signed_in(node: &Node, status: StatusCode, name: shared::UserName) -> Response {
+fn cookie(client: ClientInfo, value: &str, max_age: u64) -> Option<HeaderValue> {
+    let (name, secure) = if client.https {
+        (SECURE_COOKIE_NAME, "; Secure")
+    } else {
+        (COOKIE_NAME, "")
+    };
+    HeaderValue::from_str(&format!(
+        "{name}={value}; HttpOnly; SameSite=Strict; Path=/; Max-Age={max_age}{secure}"
+    ))
+    .ok()
+}
+
+/// Signs `name` in with a new session: the token in the body and in the cookie.
+async fn signed_in(
+    node: &Node,
+    client: ClientInfo,
+    status: StatusCode,
+    name: UserName,
+) -> Response {
     let ttl = node.config.token_ttl;
-    let (token, expires_at) = node.tokens.issue(&name, ttl, false);
-    let cookie = format!(
-        "{COOKIE_NAME}={token}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}",
-        ttl.as_secs()
-    );
+    let expires_at = Tokens::expiry(ttl);
+    let sid = match node.sessions.start(&name, expires_at.unix_ms()).await {
+        Ok(sid) => sid,
+        Err(e) => {
+            tracing::error!(error = %e, "starting a session failed");
+            return internal();
+        }
+    };
+    let token = node.tokens.issue(&name, expires_at, sid);
+    let cookie = cookie(client, &token, ttl.as_secs());
     let mut response = (
         status,
         Json(LoginResponse {
@@ -115,39 +181,170 @@ fn signed_in(node: &Node, status: StatusCode, name: shared::UserName) -> Respons
         }),
     )
         .into_response();
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
+    if let Some(v) = cookie {
         response.headers_mut().insert(header::SET_COOKIE, v);
     }
     response
 }
 
-async fn register(State(node): State<Node>, Body(credentials): Body) -> Response {
+fn signed_out(client: ClientInfo) -> Response {
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    if let Some(v) = cookie(client, "", 0) {
+        response.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    response
+}
+
+async fn register(
+    State(node): State<Node>,
+    client: ClientInfo,
+    Body(credentials): Body<Credentials>,
+) -> Response {
+    let limits = &node.limits;
+    if let Err(wait) = limits.registrations.take(&client.addr, Instant::now()) {
+        return too_many(wait, "too many accounts registered from this address");
+    }
     match node.accounts.register(credentials).await {
         Ok(name) => {
             tracing::info!(user = %name, "registered");
-            signed_in(&node, StatusCode::CREATED, name)
+            signed_in(&node, client, StatusCode::CREATED, name).await
         }
         Err(e) => e.into_response(),
     }
 }
 
-async fn login(State(node): State<Node>, Body(credentials): Body) -> Response {
+/// Checks `name`'s password, within the sign-in throttles: only failures count against them.
+async fn check_password(
+    node: &Node,
+    client: ClientInfo,
+    credentials: Credentials,
+) -> Result<UserName, Response> {
+    let limits = &node.limits;
+    let key = credentials.name.to_lowercase();
+    let now = Instant::now();
+    let throttled = limits
+        .login_by_name
+        .check(&key, now)
+        .and(limits.login_by_address.check(&client.addr, now));
+    if let Err(wait) = throttled {
+        return Err(too_many(wait, "too many failed sign-ins; wait a moment"));
+    }
     match node.accounts.login(credentials).await {
-        Ok(name) => signed_in(&node, StatusCode::OK, name),
-        Err(e) => e.into_response(),
+        Ok(name) => Ok(name),
+        Err(e @ AccountError::BadCredentials) => {
+            let now = Instant::now();
+            let _ = limits.login_by_name.take(&key, now);
+            let _ = limits.login_by_address.take(&client.addr, now);
+            Err(e.into_response())
+        }
+        Err(e) => Err(e.into_response()),
     }
 }
 
-async fn logout() -> Response {
-    let clear = format!("{COOKIE_NAME}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
-    let mut response = StatusCode::NO_CONTENT.into_response();
-    if let Ok(v) = HeaderValue::from_str(&clear) {
-        response.headers_mut().insert(header::SET_COOKIE, v);
+async fn login(
+    State(node): State<Node>,
+    client: ClientInfo,
+    Body(credentials): Body<Credentials>,
+) -> Response {
+    match check_password(&node, client, credentials).await {
+        Ok(name) => signed_in(&node, client, StatusCode::OK, name).await,
+        Err(refusal) => refusal,
     }
-    response
 }
 
-/// The verified account (not guest) token of a request, if any.
+async fn logout(State(node): State<Node>, client: ClientInfo, user: MaybeUser) -> Response {
+    if let Some(sid) = user.0.and_then(|v| v.sid)
+        && let Err(e) = node.sessions.revoke(&sid).await
+    {
+        tracing::error!(error = %e, "revoking a session failed");
+        return internal();
+    }
+    signed_out(client)
+}
+
+async fn logout_all(State(node): State<Node>, client: ClientInfo, user: MaybeUser) -> Response {
+    let Some(verified) = user.0 else {
+        return unauthorized();
+    };
+    if let Err(e) = node.sessions.revoke_all(&verified.user).await {
+        tracing::error!(error = %e, "revoking sessions failed");
+        return internal();
+    }
+    signed_out(client)
+}
+
+async fn change_password(
+    State(node): State<Node>,
+    client: ClientInfo,
+    user: MaybeUser,
+    Body(change): Body<PasswordChange>,
+) -> Response {
+    let Some(verified) = user.0 else {
+        return unauthorized();
+    };
+    let credentials = Credentials {
+        name: verified.user.to_string(),
+        password: change.current.clone(),
+    };
+    if let Err(refusal) = check_password(&node, client, credentials).await {
+        return refusal;
+    }
+    if let Err(e) = node
+        .accounts
+        .change_password(&verified.user, change.current, change.new)
+        .await
+    {
+        return e.into_response();
+    }
+    if let Err(e) = node.sessions.revoke_all(&verified.user).await {
+        tracing::error!(error = %e, "revoking sessions failed");
+        return internal();
+    }
+    tracing::info!(user = %verified.user, "password changed; every session signed out");
+    signed_in(&node, client, StatusCode::OK, verified.user).await
+}
+
+async fn delete_account(
+    State(node): State<Node>,
+    client: ClientInfo,
+    user: MaybeUser,
+    Body(password): Body<Password>,
+) -> Response {
+    let Some(verified) = user.0 else {
+        return unauthorized();
+    };
+    let credentials = Credentials {
+        name: verified.user.to_string(),
+        password: password.password.clone(),
+    };
+    if let Err(refusal) = check_password(&node, client, credentials).await {
+        return refusal;
+    }
+    if let Err(e) = node
+        .accounts
+        .delete(&verified.user, password.password)
+        .await
+    {
+        return e.into_response();
+    }
+    let revoked = node.sessions.revoke_all(&verified.user).await;
+    let forgotten = node.access.forget_user(&verified.user).await;
+    if let Err(e) = revoked
+        .map_err(|e| e.to_string())
+        .and(forgotten.map_err(|e| e.to_string()))
+    {
+        tracing::error!(error = %e, "cleaning up after an account deletion failed");
+        return internal();
+    }
+    tracing::info!(user = %verified.user, "account deleted");
+    signed_out(client)
+}
+
+fn unauthorized() -> Response {
+    fail(StatusCode::UNAUTHORIZED, "unauthorized", "sign in first")
+}
+
+/// The verified, unrevoked account (not guest) token of a request, if any.
 struct MaybeUser(Option<crate::identity::Verified>);
 
 impl FromRequestParts<Node> for MaybeUser {
@@ -155,7 +352,12 @@ impl FromRequestParts<Node> for MaybeUser {
     async fn from_request_parts(parts: &mut Parts, node: &Node) -> Result<Self, Self::Rejection> {
         let verified = request_token(&parts.headers, None)
             .and_then(|t| node.tokens.verify(&t).ok())
-            .filter(|v| !v.guest);
+            .filter(|v| !v.guest)
+            .filter(|v| {
+                v.sid
+                    .as_ref()
+                    .is_some_and(|sid| !node.sessions.is_revoked(sid))
+            });
         Ok(Self(verified))
     }
 }

@@ -1,8 +1,13 @@
 //! Server configuration: every knob is a command-line flag with an environment-variable fallback, so the
 //! same binary runs from a terminal (`--bind ...`) or a service manager (`CHAT_BIND=...`). `--help` lists them.
+//! Every limit turns off with 0.
 
-use clap::Parser;
-use std::{net::SocketAddr, path::PathBuf, time::Duration};
+use clap::{CommandFactory, FromArgMatches, Parser};
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+    time::Duration,
+};
 
 /// The chat relay server.
 #[derive(Debug, Clone, Parser)]
@@ -20,7 +25,8 @@ pub struct Config {
     #[arg(long, env = "CHAT_STATIC_DIR", default_value = "frontend/dist")]
     pub static_dir: PathBuf,
 
-    /// Secret for signing session tokens. Default: a random key generated once into the data directory.
+    /// Secret for signing session tokens, at least 32 bytes. Default: a random key generated once into the
+    /// data directory.
     #[arg(long, env = "CHAT_TOKEN_SECRET", hide_env_values = true)]
     pub token_secret: Option<String>,
 
@@ -28,7 +34,8 @@ pub struct Config {
     #[arg(long, env = "CHAT_PING_INTERVAL", default_value = "15s", value_parser = humantime::parse_duration)]
     pub ping_interval: Duration,
 
-    /// A connection from which nothing (not even a Pong) arrived for this long is closed (code 4000).
+    /// A connection from which nothing (not even a Pong) arrived for this long is closed (code 4000), and
+    /// so is one that accepts no bytes of what it is sent for this long.
     #[arg(long, env = "CHAT_PING_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub ping_timeout: Duration,
 
@@ -62,6 +69,11 @@ pub struct Config {
     #[arg(long, env = "CHAT_TOKEN_TTL", default_value = "24h", value_parser = humantime::parse_duration)]
     pub token_ttl: Duration,
 
+    /// The origin users reach this server at, e.g. `https://chat.example.com`: its pages may open
+    /// WebSockets here, and when it is HTTPS the session cookie is `Secure` (named `__Host-chat_token`).
+    #[arg(long, env = "CHAT_PUBLIC_ORIGIN")]
+    pub public_origin: Option<String>,
+
     /// An extra origin (scheme://host[:port]) whose pages may open WebSockets here; repeat for more.
     /// The app's own origin is always allowed. `*` allows any origin (development only).
     #[arg(
@@ -71,20 +83,48 @@ pub struct Config {
     )]
     pub allowed_origins: Vec<String>,
 
-    /// Chat messages per second allowed per connection and per user (token bucket); 0 turns it off.
+    /// Frames per second a connection may send, of any kind, and chat messages per second per user
+    /// (token buckets; an address gets 20 times a user's); 0 turns off every message and frame budget.
     #[arg(long, env = "CHAT_RATE_LIMIT", default_value_t = 10.0)]
     pub rate_limit: f64,
 
-    /// Messages a connection or user may send in a burst above the rate.
+    /// Frames a connection (or messages a user) may send in a burst above the rate.
     #[arg(long, env = "CHAT_RATE_BURST", default_value_t = 20)]
     pub rate_burst: u32,
 
-    /// Most WebSocket connections from one IP address; 0 means no limit (the default, since many users
-    /// can share one address behind NAT).
-    #[arg(long, env = "CHAT_MAX_CONNECTIONS_PER_IP", default_value_t = 0)]
+    /// Most connections (HTTP and WebSocket) from one address (IPv6: one /64), and the burst of guest
+    /// names one address may mint; 0 turns off every per-address cap. Generous for an office behind NAT.
+    #[arg(long, env = "CHAT_MAX_CONNECTIONS_PER_IP", default_value_t = 256)]
     pub max_connections_per_ip: usize,
 
-    /// A client must finish sending its HTTP request headers within this time, or is disconnected.
+    /// Most WebSocket connections one user may hold at once (tabs, devices); 0 means no limit.
+    #[arg(long, env = "CHAT_MAX_CONNECTIONS_PER_USER", default_value_t = 32)]
+    pub max_connections_per_user: usize,
+
+    /// Most plain HTTP connections (page loads, API calls, handshakes in progress) at once.
+    #[arg(long, env = "CHAT_MAX_HTTP_CONNECTIONS", default_value_t = 4096)]
+    pub max_http_connections: usize,
+
+    /// Failed sign-ins allowed per account name per minute (4 times as many per address); further
+    /// attempts get 429 with `Retry-After`. 0 turns the throttle off.
+    #[arg(long, env = "CHAT_LOGIN_FAILURES_PER_MINUTE", default_value_t = 10)]
+    pub login_failures_per_minute: u32,
+
+    /// Accounts one address may register per hour; 0 means no limit.
+    #[arg(long, env = "CHAT_REGISTRATIONS_PER_HOUR", default_value_t = 30)]
+    pub registrations_per_hour: u32,
+
+    /// A reverse proxy in front of this server (its address; repeat for more): for its requests the
+    /// client's address is taken from `X-Forwarded-For` and HTTPS from `X-Forwarded-Proto`.
+    #[arg(
+        long = "trusted-proxy",
+        env = "CHAT_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<IpAddr>,
+
+    /// A client must finish sending its first HTTP request's headers within this time, or is
+    /// disconnected; an `/api` request body must arrive within it too.
     #[arg(long, env = "CHAT_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub handshake_timeout: Duration,
 
@@ -94,10 +134,22 @@ pub struct Config {
 }
 
 impl Config {
-    /// Defaults for everything, with the given data directory: what tests and embedders start from.
+    /// Defaults for everything, with the given data directory: what tests and embedders start from. No
+    /// `CHAT_*` variable of the caller's environment is read.
     pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> Self {
-        let mut config = Self::parse_from(["server"]);
+        let matches = Self::command()
+            .mut_args(|a| a.env(None))
+            .get_matches_from(["server"]);
+        let mut config = Self::from_arg_matches(&matches)
+            .unwrap_or_else(|e| unreachable!("the defaults parse: {e}"));
         config.data_dir = data_dir.into();
         config
+    }
+
+    /// Whether users reach this server over HTTPS, as the operator declared.
+    pub fn public_https(&self) -> bool {
+        self.public_origin
+            .as_deref()
+            .is_some_and(|o| o.starts_with("https://"))
     }
 }

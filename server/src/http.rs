@@ -1,8 +1,22 @@
 //! The HTTP surface: `GET /ws` (the WebSocket), `/api/*` (accounts), `GET /healthz`, and the built web
 //! app at `/`.
+//!
+//! Every response carries the headers a page that shows other people's text should have: a
+//! `Content-Security-Policy` allowing only what the wasm app needs (its own scripts, by hash for the
+//! loader trunk inlines, `wasm-unsafe-eval` to compile the module, and connections to this origin),
+//! `X-Content-Type-Options: nosniff`, `Referrer-Policy: no-referrer`, and framing refused. Unknown
+//! `/api/...` paths answer 404 with the API's JSON error body instead of the app's page.
 
 use crate::{api, node::Node, ws};
-use axum::{Router, http::StatusCode, routing::get};
+use axum::{
+    Router,
+    http::{HeaderName, HeaderValue, StatusCode, header},
+    response::Response,
+    routing::{any, get},
+};
+use base64::Engine;
+use sha2::{Digest, Sha256};
+use std::path::Path;
 use tower_http::services::{ServeDir, ServeFile};
 
 /// The router of one node.
@@ -12,10 +26,11 @@ pub fn router(node: Node) -> Router {
     let app = Router::new()
         .route("/ws", get(ws::upgrade))
         .route("/healthz", get(|| async { "ok" }))
-        .merge(api::routes());
+        .merge(api::routes())
+        .route("/api/{*rest}", any(api_not_found));
     let app = if index.is_file() {
         // Unknown paths get the app's page, so client-side routes survive a reload.
-        app.fallback_service(ServeDir::new(&static_dir).fallback(ServeFile::new(index)))
+        app.fallback_service(ServeDir::new(&static_dir).fallback(ServeFile::new(&index)))
     } else {
         tracing::warn!(dir = %static_dir.display(), "web app not built: / answers 404 (see README: quick start)");
         app.fallback(|| async {
@@ -25,5 +40,81 @@ pub fn router(node: Node) -> Router {
             )
         })
     };
-    app.with_state(node)
+    let policy = content_security_policy(&index);
+    app.layer(axum::middleware::map_response(move |response| {
+        let policy = policy.clone();
+        async move { with_security_headers(response, policy) }
+    }))
+    .with_state(node)
+}
+
+async fn api_not_found() -> Response {
+    api::fail(StatusCode::NOT_FOUND, "not_found", "no such API endpoint")
+}
+
+fn with_security_headers(mut response: Response, policy: HeaderValue) -> Response {
+    let headers = response.headers_mut();
+    let set = [
+        (header::CONTENT_SECURITY_POLICY, policy),
+        (
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ),
+        (
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ),
+        (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
+        (
+            HeaderName::from_static("cross-origin-opener-policy"),
+            HeaderValue::from_static("same-origin"),
+        ),
+    ];
+    for (name, value) in set {
+        headers.entry(name).or_insert(value);
+    }
+    response
+}
+
+/// The policy for the app in `index`: its inline scripts (trunk's loader) are allowed by hash.
+fn content_security_policy(index: &Path) -> HeaderValue {
+    let html = std::fs::read_to_string(index).unwrap_or_default();
+    let hashes: String = inline_scripts(&html)
+        .map(|script| {
+            let digest = Sha256::digest(script.as_bytes());
+            format!(
+                " 'sha256-{}'",
+                base64::engine::general_purpose::STANDARD.encode(digest)
+            )
+        })
+        .collect();
+    let policy = format!(
+        "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'{hashes}; style-src 'self'; \
+         img-src 'self' data:; font-src 'self'; connect-src 'self'; manifest-src 'self'; \
+         base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    );
+    HeaderValue::from_str(&policy)
+        .unwrap_or_else(|e| unreachable!("the policy is ASCII without newlines: {e}"))
+}
+
+/// The bodies of the `<script>` elements of `html` that have no `src`.
+fn inline_scripts(html: &str) -> impl Iterator<Item = &str> {
+    html.split("<script").skip(1).filter_map(|rest| {
+        let (attributes, after) = rest.split_once('>')?;
+        let (body, _) = after.split_once("</script>")?;
+        (!attributes.contains("src=")).then_some(body)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inline_scripts_are_found_and_external_ones_skipped() {
+        let html = r#"<head><script src="/a.js"></script><script type="module">
+import init from '/x.js';</script><body><script>b()</script>"#;
+        let found: Vec<_> = inline_scripts(html).collect();
+        assert_eq!(found, vec!["\nimport init from '/x.js';", "b()"]);
+    }
 }

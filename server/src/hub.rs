@@ -4,9 +4,12 @@
 //! room's members under a read lock (never held across an await) and pushes the same [`Published`] — one
 //! allocation, one serialization — into every member's [`Mailbox`] except the sender's. A full mailbox never
 //! blocks the others: the slow connection is told to close instead (see [`crate::mailbox`]).
+//!
+//! Each entry also names the connection's user, so that when a private room changes hands or a member is
+//! removed, [`Hub::evict`] takes exactly the connections no longer allowed out of the room.
 
 use crate::mailbox::{Mailbox, Outbound, Published};
-use shared::RoomId;
+use shared::{RoomId, UserName};
 use std::{
     collections::HashMap,
     sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard},
@@ -18,32 +21,60 @@ pub type ConnId = u64;
 /// Room membership of this node's connections.
 #[derive(Debug, Default)]
 pub struct Hub {
-    rooms: RwLock<HashMap<RoomId, Vec<(ConnId, Mailbox)>>>,
+    rooms: RwLock<HashMap<RoomId, Vec<Member>>>,
+}
+
+/// One connection in a room.
+#[derive(Debug)]
+struct Member {
+    conn: ConnId,
+    user: UserName,
+    mailbox: Mailbox,
 }
 
 impl Hub {
-    fn read(&self) -> RwLockReadGuard<'_, HashMap<RoomId, Vec<(ConnId, Mailbox)>>> {
+    fn read(&self) -> RwLockReadGuard<'_, HashMap<RoomId, Vec<Member>>> {
         self.rooms.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, HashMap<RoomId, Vec<(ConnId, Mailbox)>>> {
+    fn write(&self) -> RwLockWriteGuard<'_, HashMap<RoomId, Vec<Member>>> {
         self.rooms.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Adds connection `conn` to `room` (no-op if already there).
-    pub fn join(&self, room: &RoomId, conn: ConnId, mailbox: &Mailbox) {
+    /// Adds connection `conn` of `user` to `room` (no-op if already there).
+    pub fn join(&self, room: &RoomId, conn: ConnId, user: &UserName, mailbox: &Mailbox) {
         let mut rooms = self.write();
         let members = rooms.entry(room.clone()).or_default();
-        if !members.iter().any(|(c, _)| *c == conn) {
-            members.push((conn, mailbox.clone()));
+        if !members.iter().any(|m| m.conn == conn) {
+            members.push(Member {
+                conn,
+                user: user.clone(),
+                mailbox: mailbox.clone(),
+            });
         }
     }
 
     /// Removes connection `conn` from `room`; forgets the room when it empties.
     pub fn leave(&self, room: &RoomId, conn: ConnId) {
+        self.remove_where(room, |m| m.conn == conn);
+    }
+
+    /// Takes every connection whose user `allowed` refuses out of `room`, telling each (so that it stops
+    /// expecting the room and says `left`).
+    pub fn evict(&self, room: &RoomId, allowed: impl Fn(&UserName) -> bool) {
+        self.remove_where(room, |m| {
+            let out = !allowed(&m.user);
+            if out {
+                m.mailbox.push(Outbound::Evicted(room.clone()));
+            }
+            out
+        });
+    }
+
+    fn remove_where(&self, room: &RoomId, mut out: impl FnMut(&Member) -> bool) {
         let mut rooms = self.write();
         if let Some(members) = rooms.get_mut(room) {
-            members.retain(|(c, _)| *c != conn);
+            members.retain(|m| !out(m));
             if members.is_empty() {
                 rooms.remove(room);
             }
@@ -56,9 +87,9 @@ impl Hub {
         let Some(members) = rooms.get(&message.room) else {
             return;
         };
-        for (conn, mailbox) in members {
-            if *conn != except {
-                mailbox.push(Outbound::Delivery(Arc::clone(message)));
+        for member in members {
+            if member.conn != except {
+                member.mailbox.push(Outbound::Delivery(Arc::clone(message)));
             }
         }
     }
@@ -90,10 +121,11 @@ mod tests {
         let (a, mut ra) = mailbox(1024);
         let (b, mut rb) = mailbox(1024);
         let (c, mut rc) = mailbox(1024);
-        hub.join(&lobby, 1, &a);
-        hub.join(&lobby, 2, &b);
-        hub.join(&lobby, 2, &b);
-        hub.join(&dev, 3, &c);
+        let ann = UserName::new("ann").expect("name");
+        hub.join(&lobby, 1, &ann, &a);
+        hub.join(&lobby, 2, &ann, &b);
+        hub.join(&lobby, 2, &ann, &b);
+        hub.join(&dev, 3, &ann, &c);
         assert_eq!(hub.member_count(&lobby), 2);
 
         hub.publish(&published(&lobby, 1), 1);

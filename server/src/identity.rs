@@ -3,17 +3,23 @@
 //! Every connection has a [`UserName`] fixed at the handshake; the `sender` of everything it posts is that
 //! name, never a value from the client. Names come from signed tokens (HS256 JWT): an account's, issued by
 //! `/api/login`, or — when anonymous access is allowed — a guest's: a connection without a token becomes a
-//! new guest (`guest-xxxxxx`) and receives a guest token in its welcome, so that presenting it on the next
-//! connection keeps the same name and its message ids keep deduplicating. A forged or expired token is
-//! refused with HTTP 401 before any upgrade.
+//! new guest (`guest-` and 64 random bits) and receives a guest token in its welcome, so that presenting
+//! it on the next connection keeps the same name and its message ids keep deduplicating. A forged or
+//! expired token is refused with HTTP 401 before any upgrade. An account's token also names its
+//! server-side session (see [`crate::sessions`]), which signing out revokes.
 //!
-//! The signing key comes from `--token-secret`, or is generated once into `<data-dir>/token.key`.
+//! The signing key comes from `--token-secret` (at least [`MIN_SECRET_BYTES`]), or is generated once into
+//! `<data-dir>/token.key`. A key file that exists but cannot be read stops the start: replacing it would
+//! sign everybody out.
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use shared::{Timestamp, UserName};
 use std::{path::Path, time::Duration};
+
+/// Shortest `--token-secret` accepted: HS256 wants at least 256 bits of key.
+pub const MIN_SECRET_BYTES: usize = 32;
 
 /// How long a guest token stays valid.
 pub const GUEST_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -35,6 +41,14 @@ pub enum IdentityError {
     /// The token's subject is not a valid user name.
     #[error("invalid token subject")]
     Subject,
+    /// `--token-secret` is too short to sign with.
+    #[error(
+        "--token-secret must be at least {MIN_SECRET_BYTES} bytes (it has {0}); e.g. `openssl rand -hex 32`"
+    )]
+    WeakSecret(usize),
+    /// The key file exists but holds no key.
+    #[error("token key {0} is empty; delete it to generate a new key (this signs everybody out)")]
+    EmptyKeyFile(std::path::PathBuf),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -45,6 +59,9 @@ struct Claims {
     /// A guest token names no account; it is refused when anonymous access is off.
     #[serde(default)]
     guest: bool,
+    /// The server-side session of an account token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sid: Option<String>,
 }
 
 /// What a valid token says.
@@ -56,6 +73,8 @@ pub struct Verified {
     pub guest: bool,
     /// When it stops being valid.
     pub expires_at: Timestamp,
+    /// The server-side session it belongs to (account tokens).
+    pub sid: Option<String>,
 }
 
 /// Issues and verifies session tokens.
@@ -75,6 +94,9 @@ impl Tokens {
     /// Uses `secret` if given, else the key in `data_dir/token.key`, generating it on first use.
     pub fn load_or_create(data_dir: &Path, secret: Option<&str>) -> Result<Self, IdentityError> {
         let key = match secret {
+            Some(s) if s.len() < MIN_SECRET_BYTES => {
+                return Err(IdentityError::WeakSecret(s.len()));
+            }
             Some(s) => s.as_bytes().to_vec(),
             None => {
                 let path = data_dir.join("token.key");
@@ -83,14 +105,18 @@ impl Tokens {
                     source,
                 };
                 match std::fs::read(&path) {
-                    Ok(k) if !k.is_empty() => k,
-                    _ => {
+                    Ok(k) if k.trim_ascii().is_empty() => {
+                        return Err(IdentityError::EmptyKeyFile(path));
+                    }
+                    Ok(k) => k,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                         std::fs::create_dir_all(data_dir).map_err(io)?;
                         let bytes: [u8; 32] = rand::rng().random();
                         let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
                         write_private(&path, hex.as_bytes()).map_err(io)?;
                         hex.into_bytes()
                     }
+                    Err(e) => return Err(io(e)),
                 }
             }
         };
@@ -104,19 +130,37 @@ impl Tokens {
         })
     }
 
-    /// A token for `user` (a guest's if `guest`), valid for `ttl`, and its expiry.
-    pub fn issue(&self, user: &UserName, ttl: Duration, guest: bool) -> (String, Timestamp) {
-        let iat = unix_now();
-        let exp = iat + ttl.as_secs();
+    /// When a token issued now for `ttl` expires.
+    pub fn expiry(ttl: Duration) -> Timestamp {
+        Timestamp::from_unix_ms((unix_now() + ttl.as_secs()) as i64 * 1000)
+    }
+
+    /// A guest's token for `user`, valid for [`GUEST_TOKEN_TTL`].
+    pub fn issue_guest(&self, user: &UserName) -> String {
+        self.sign(user, Self::expiry(GUEST_TOKEN_TTL), true, None)
+    }
+
+    /// An account token for `user` in session `sid`, expiring at `expires_at` (from [`Self::expiry`]).
+    pub fn issue(&self, user: &UserName, expires_at: Timestamp, sid: String) -> String {
+        self.sign(user, expires_at, false, Some(sid))
+    }
+
+    fn sign(
+        &self,
+        user: &UserName,
+        expires_at: Timestamp,
+        guest: bool,
+        sid: Option<String>,
+    ) -> String {
         let claims = Claims {
             sub: user.to_string(),
-            iat,
-            exp,
+            iat: unix_now(),
+            exp: (expires_at.unix_ms() / 1000).max(0) as u64,
             guest,
+            sid,
         };
-        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .unwrap_or_else(|e| unreachable!("HS256 signing of plain claims cannot fail: {e}"));
-        (token, Timestamp::from_unix_ms(exp as i64 * 1000))
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .unwrap_or_else(|e| unreachable!("HS256 signing of plain claims cannot fail: {e}"))
     }
 
     /// What a valid, unexpired token says.
@@ -126,14 +170,16 @@ impl Tokens {
             user: UserName::new(data.claims.sub).map_err(|_| IdentityError::Subject)?,
             guest: data.claims.guest,
             expires_at: Timestamp::from_unix_ms(data.claims.exp as i64 * 1000),
+            sid: data.claims.sid,
         })
     }
 }
 
-/// A fresh guest name, `guest-` and six hex digits.
+/// A fresh guest name, `guest-` and 16 hex digits: 64 random bits, so two guests never share a name (it
+/// keys their deduplication, rate limits and room access).
 pub fn guest_name() -> UserName {
-    let n: u32 = rand::rng().random_range(0..0x100_0000);
-    UserName::new(format!("guest-{n:06x}"))
+    let n: u64 = rand::rng().random();
+    UserName::new(format!("guest-{n:016x}"))
         .unwrap_or_else(|e| unreachable!("guest names are valid: {e}"))
 }
 
@@ -159,13 +205,15 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let t = Tokens::load_or_create(dir.path(), None).expect("tokens");
         let ann = UserName::new("ann").expect("name");
-        let (token, exp) = t.issue(&ann, Duration::from_secs(60), false);
+        let exp = Tokens::expiry(Duration::from_secs(60));
+        let token = t.issue(&ann, exp, "s1".into());
         let verified = t.verify(&token).expect("valid");
         assert_eq!(
             (verified.user.clone(), verified.guest, verified.expires_at),
             (ann.clone(), false, exp)
         );
-        let (guest, _) = t.issue(&ann, Duration::from_secs(60), true);
+        assert_eq!(verified.sid.as_deref(), Some("s1"));
+        let guest = t.issue_guest(&ann);
         assert!(t.verify(&guest).expect("valid").guest);
 
         let again = Tokens::load_or_create(dir.path(), None).expect("tokens");
@@ -184,6 +232,7 @@ mod tests {
             iat: 1,
             exp: 2,
             guest: false,
+            sid: None,
         };
         let old = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &past, &strict.encoding)
             .expect("sign");
@@ -191,9 +240,41 @@ mod tests {
     }
 
     #[test]
-    fn guest_names_are_valid() {
-        for _ in 0..100 {
-            assert!(guest_name().as_str().starts_with("guest-"));
+    fn guest_names_are_valid_and_carry_64_bits() {
+        let names: std::collections::HashSet<_> = (0..1000).map(|_| guest_name()).collect();
+        assert_eq!(names.len(), 1000);
+        for name in names {
+            let hex = name.as_str().strip_prefix("guest-").expect("prefix");
+            assert!(
+                hex.len() == 16 && u64::from_str_radix(hex, 16).is_ok(),
+                "{name}"
+            );
         }
+    }
+
+    #[test]
+    fn short_secrets_and_unreadable_key_files_stop_the_start() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(matches!(
+            Tokens::load_or_create(dir.path(), Some("short")),
+            Err(IdentityError::WeakSecret(5))
+        ));
+        assert!(Tokens::load_or_create(dir.path(), Some(&"k".repeat(32))).is_ok());
+        let key = dir.path().join("token.key");
+        std::fs::create_dir(&key).expect("a directory where the key should be");
+        assert!(matches!(
+            Tokens::load_or_create(dir.path(), None),
+            Err(IdentityError::KeyFile { .. })
+        ));
+        std::fs::remove_dir(&key).expect("rmdir");
+        std::fs::write(&key, "\n").expect("write");
+        assert!(matches!(
+            Tokens::load_or_create(dir.path(), None),
+            Err(IdentityError::EmptyKeyFile(_))
+        ));
+        assert!(
+            std::fs::read(&key).expect("read") == b"\n",
+            "left as it was"
+        );
     }
 }

@@ -17,6 +17,8 @@ pub mod access;
 pub mod accounts;
 pub mod api;
 pub mod config;
+pub mod db;
+pub mod forwarded;
 pub mod history;
 pub mod http;
 pub mod hub;
@@ -26,34 +28,34 @@ pub mod listener;
 pub mod mailbox;
 pub mod node;
 pub mod relay;
+pub mod sessions;
 pub mod ws;
 
 pub use config::Config;
 
 use access::RoomAccess;
 use accounts::Accounts;
+use db::Database;
 use history::{History, Retention, sqlite::SqliteHistory};
 use hub::Hub;
 use identity::Tokens;
 use node::Node;
+use sessions::Sessions;
 use std::{future::Future, sync::Arc};
 use tokio::net::TcpListener;
 
 /// Why the server could not start or run.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    /// The history store could not be opened.
+    /// The database could not be opened.
     #[error(transparent)]
-    History(#[from] history::HistoryError),
+    Db(#[from] db::DbError),
     /// The token key could not be loaded.
     #[error(transparent)]
     Identity(#[from] identity::IdentityError),
     /// The accounts table could not be opened.
     #[error(transparent)]
     Accounts(#[from] accounts::AccountError),
-    /// The room access tables could not be opened.
-    #[error(transparent)]
-    Access(#[from] access::AccessError),
 }
 
 /// The current time, as the server stamps messages and tokens.
@@ -70,18 +72,29 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    let history: Arc<dyn History> = Arc::new(SqliteHistory::open(&config.data_dir)?);
     let tokens = Tokens::load_or_create(&config.data_dir, config.token_secret.as_deref())?;
-    let accounts = Accounts::open(&config.data_dir)?;
-    let access = RoomAccess::open(&config.data_dir)?;
+    let db = Database::open(&config.data_dir)?;
+    let history: Arc<dyn History> = Arc::new(SqliteHistory::new(db.clone()));
+    let hashers = std::thread::available_parallelism().map_or(2, usize::from);
+    let accounts = Accounts::new(db.clone(), hashers)?;
+    let sessions = Sessions::open(db, config.max_connections_per_user).await?;
     let hub = Arc::new(Hub::default());
+    let access = RoomAccess::new(Arc::clone(&history), Arc::clone(&hub));
     let retention = Retention {
         count: config.retention_count,
         age: config.retention_age,
     };
+    // Retention is applied before the first connection, then periodically by the relay.
+    match history.prune(retention, now()).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(deleted = n, "retention applied"),
+        Err(e) => tracing::error!(error = %e, "retention failed"),
+    }
     let (relay, relay_task) = relay::spawn(Arc::clone(&history), Arc::clone(&hub), retention);
-    let (grace, handshake_timeout) = (config.shutdown_grace, config.handshake_timeout);
-    let node = Node::new(config, hub, history, relay, tokens, accounts, access);
+    let grace = config.shutdown_grace;
+    let node = Node::new(
+        config, hub, history, relay, tokens, accounts, access, sessions,
+    );
 
     let stop = node.shutdown.clone();
     tokio::spawn(async move {
@@ -89,24 +102,16 @@ pub async fn run(
         tracing::info!("shutting down: closing connections");
         stop.cancel();
     });
-    let router = http::router(node.clone());
-    listener::serve(
-        listener,
-        router,
-        handshake_timeout,
-        node.shutdown.clone(),
-        grace,
-    )
-    .await;
+    listener::serve(listener, node.clone()).await;
 
     // No new connections now. Sessions saw the cancellation and are closing with 1001.
-    node.sessions.close();
-    if tokio::time::timeout(grace, node.sessions.wait())
+    node.tasks.close();
+    if tokio::time::timeout(grace, node.tasks.wait())
         .await
         .is_err()
     {
         tracing::warn!(
-            remaining = node.sessions.len(),
+            remaining = node.tasks.len(),
             "sessions still open after the grace period"
         );
     }

@@ -32,6 +32,8 @@ pub enum Outbound {
     Delivery(Arc<Published>),
     /// A frame for this connection only (an ack, an error).
     Direct(Utf8Bytes),
+    /// The connection was taken out of this room (removed from a private room): stop expecting it.
+    Evicted(RoomId),
     /// The byte budget was exceeded: close with 1013.
     Overflow,
 }
@@ -78,7 +80,7 @@ fn frame_len(item: &Outbound) -> usize {
     match item {
         Outbound::Delivery(p) => p.frame.len(),
         Outbound::Direct(f) => f.len(),
-        Outbound::Overflow => 0,
+        Outbound::Evicted(_) | Outbound::Overflow => 0,
     }
 }
 

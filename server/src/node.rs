@@ -2,8 +2,8 @@
 //!
 //! A [`Node`] is cheap to clone (one `Arc`) and is the state of every HTTP handler and WebSocket session:
 //! configuration, the [`Hub`] of room members, the [`History`] store, the [`RelayHandle`] that stores and
-//! publishes messages, session [`Tokens`], [`Accounts`], private-room [`RoomAccess`], the limits, and the
-//! shutdown signal.
+//! publishes messages, session [`Tokens`] and [`Sessions`], [`Accounts`], private-room [`RoomAccess`], the
+//! [`Limits`], and the shutdown signal.
 
 use crate::{
     access::RoomAccess,
@@ -12,8 +12,9 @@ use crate::{
     history::History,
     hub::{ConnId, Hub},
     identity::Tokens,
-    limits::{PerIp, UserRates},
+    limits::Limits,
     relay::RelayHandle,
+    sessions::Sessions,
 };
 use std::sync::{
     Arc,
@@ -43,21 +44,22 @@ pub struct NodeInner {
     pub accounts: Accounts,
     /// Private rooms and their members.
     pub access: RoomAccess,
-    /// Per-user message rate.
-    pub user_rates: UserRates,
-    /// WebSocket connections per address.
-    pub per_ip: PerIp,
+    /// Sign-in sessions and who is connected.
+    pub sessions: Sessions,
+    /// Budgets shared by connections and requests.
+    pub limits: Limits,
     /// One permit per open WebSocket connection.
     pub connections: Arc<Semaphore>,
     /// Cancelled when the node begins shutting down; sessions then close with 1001.
     pub shutdown: CancellationToken,
-    /// Tracks session tasks so that shutdown can wait for them.
-    pub sessions: TaskTracker,
+    /// Tracks connection tasks so that shutdown can wait for them.
+    pub tasks: TaskTracker,
     next_conn: AtomicU64,
 }
 
 impl Node {
     /// Assembles a node from its parts; the limits and the shutdown signal are made here.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: Config,
         hub: Arc<Hub>,
@@ -66,9 +68,10 @@ impl Node {
         tokens: Tokens,
         accounts: Accounts,
         access: RoomAccess,
+        sessions: Sessions,
     ) -> Self {
         let connections = Arc::new(Semaphore::new(config.max_connections));
-        let user_rates = UserRates::new(config.rate_limit, config.rate_burst);
+        let limits = Limits::new(&config);
         Self(Arc::new(NodeInner {
             config,
             hub,
@@ -77,11 +80,11 @@ impl Node {
             tokens,
             accounts,
             access,
-            user_rates,
-            per_ip: PerIp::default(),
+            sessions,
+            limits,
             connections,
             shutdown: CancellationToken::new(),
-            sessions: TaskTracker::new(),
+            tasks: TaskTracker::new(),
             next_conn: AtomicU64::new(1),
         }))
     }

@@ -7,7 +7,11 @@
 //! - every room's messages are published in `seq` order with no gaps, because one task assigns and
 //!   publishes them;
 //! - a duplicate (same sender, room and client id) is acknowledged again with its original `seq` and not
-//!   published again.
+//!   published again;
+//! - a message to a private room from a non-member (checked in the same transaction) is refused with
+//!   `forbidden`;
+//! - when the store fails, every message of the batch gets `unavailable` with its id: nothing is
+//!   published, nothing acknowledged, and the client's outbox sends it again.
 //!
 //! The queue holds senders' [`Mailbox`]es, not oneshot channels: acks reach the sender through the same
 //! ordered queue as everything else, and a sender never waits for its own commit before reading its next
@@ -76,7 +80,8 @@ async fn run(
     hub: Arc<Hub>,
     retention: Retention,
 ) {
-    let mut prune = tokio::time::interval(PRUNE_EVERY);
+    let mut prune =
+        tokio::time::interval_at(tokio::time::Instant::now() + PRUNE_EVERY, PRUNE_EVERY);
     let mut batch = Vec::with_capacity(MAX_BATCH);
     loop {
         tokio::select! {
@@ -109,10 +114,22 @@ async fn store_and_publish(batch: Vec<AppendRequest>, history: &dyn History, hub
         .collect();
     match history.append_batch(messages, now()).await {
         Ok(results) => {
-            for (appended, (origin, reply)) in results.into_iter().zip(senders) {
+            for ((appended, (origin, reply)), (id, room)) in
+                results.into_iter().zip(senders).zip(ids)
+            {
                 let (stored, is_new) = match appended {
                     Appended::New(m) => (m, true),
                     Appended::Duplicate(m) => (m, false),
+                    Appended::Forbidden => {
+                        let refusal = ServerMessage::refusal(
+                            ErrorCode::Forbidden,
+                            "this room is private",
+                            id,
+                            Some(room),
+                        );
+                        reply.push(Outbound::Direct(refusal.to_json().into()));
+                        continue;
+                    }
                 };
                 let ack = stored.client_id.clone().map(|id| ServerMessage::Ack {
                     id,
@@ -133,14 +150,95 @@ async fn store_and_publish(batch: Vec<AppendRequest>, history: &dyn History, hub
         Err(e) => {
             tracing::error!(error = %e, messages = ids.len(), "storing messages failed; nothing acknowledged");
             for ((id, room), (_, reply)) in ids.into_iter().zip(senders) {
-                let refusal = ServerMessage::Error {
-                    code: ErrorCode::Unavailable,
-                    message: "the message could not be stored; send it again".into(),
+                let refusal = ServerMessage::refusal(
+                    ErrorCode::Unavailable,
+                    "the message could not be stored; send it again",
                     id,
-                    room: Some(room),
-                };
+                    Some(room),
+                );
                 reply.push(Outbound::Direct(refusal.to_json().into()));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{db::Database, history::sqlite::SqliteHistory, mailbox::mailbox};
+    use shared::{ChatText, ClientMsgId, RoomId, UserName};
+
+    fn request(text: &str, id: &str, origin: ConnId, reply: &Mailbox) -> AppendRequest {
+        AppendRequest {
+            message: NewMessage {
+                room: RoomId::lobby(),
+                sender: UserName::new("ann").expect("name"),
+                text: ChatText::new(text).expect("text"),
+                client_id: Some(ClientMsgId::new(id).expect("id")),
+            },
+            origin,
+            reply: reply.clone(),
+        }
+    }
+
+    fn frames(rx: &mut crate::mailbox::MailboxReceiver) -> Vec<serde_json::Value> {
+        std::iter::from_fn(|| rx.try_recv())
+            .map(|item| match item {
+                Outbound::Direct(f) => serde_json::from_str(f.as_str()).expect("json"),
+                Outbound::Delivery(p) => serde_json::from_str(p.frame.as_str()).expect("json"),
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_storage_failure_refuses_the_batch_and_publishes_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Database::open(dir.path()).expect("open");
+        // A real failure on demand: SQLite aborts any transaction that stores the text "boom".
+        rusqlite::Connection::open(db.path())
+            .expect("open")
+            .execute_batch(
+                "CREATE TRIGGER fail BEFORE INSERT ON messages WHEN NEW.text = 'boom'
+                 BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+            )
+            .expect("trigger");
+        let history = SqliteHistory::new(db);
+        let hub = Hub::default();
+        let (sender, mut sender_rx) = mailbox(1 << 20);
+        let (other, mut other_rx) = mailbox(1 << 20);
+        let ann = UserName::new("ann").expect("name");
+        hub.join(&RoomId::lobby(), 2, &ann, &other);
+
+        let batch = vec![
+            request("fine", "k1", 1, &sender),
+            request("boom", "k2", 1, &sender),
+        ];
+        store_and_publish(batch, &history, &hub).await;
+        let refused = frames(&mut sender_rx);
+        assert_eq!(refused.len(), 2);
+        for (frame, id) in refused.iter().zip(["k1", "k2"]) {
+            assert_eq!(
+                (
+                    frame["type"].as_str(),
+                    frame["code"].as_str(),
+                    frame["id"].as_str()
+                ),
+                (Some("error"), Some("unavailable"), Some(id)),
+                "{frame}"
+            );
+        }
+        assert!(frames(&mut other_rx).is_empty(), "nothing published");
+
+        // The cached head was reset: the next message takes seq 1, not 3.
+        store_and_publish(vec![request("fine", "k1", 1, &sender)], &history, &hub).await;
+        let ack = frames(&mut sender_rx);
+        assert_eq!(ack[0]["type"], "ack");
+        assert_eq!(ack[0]["seq"], 1);
+        let published = frames(&mut other_rx);
+        assert_eq!(
+            (published.len(), &published[0]["seq"]),
+            (1, &serde_json::json!(1))
+        );
     }
 }

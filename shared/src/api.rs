@@ -2,20 +2,31 @@
 //!
 //! | request | success | failure |
 //! |---|---|---|
-//! | `POST /api/register` [`Credentials`] | 201 [`LoginResponse`] + cookie (registered and signed in) | 400 `bad_name` / `weak_password` / `bad_request`, 409 `name_taken` |
+//! | `POST /api/register` [`Credentials`] | 201 [`LoginResponse`] + cookie (registered and signed in) | 400 `bad_name` / `weak_password` / `bad_request`, 409 `name_taken`, 429 `rate_limited` |
 //! | `POST /api/login` [`Credentials`] | 200 [`LoginResponse`] + `Set-Cookie: chat_token=…; HttpOnly; SameSite=Strict` | 401 `bad_credentials`, 429 `rate_limited` |
-//! | `POST /api/logout` | 204, the cookie cleared | |
+//! | `POST /api/logout` | 204, the cookie cleared; the token is revoked and its open sockets close with 4501 | |
+//! | `POST /api/logout-all` | 204: every session of the user is revoked (sign out everywhere) | 401 `unauthorized` |
+//! | `POST /api/password` [`PasswordChange`] | 200 [`LoginResponse`] + cookie: every older session is revoked | 401 `bad_credentials` / `unauthorized`, 400 `weak_password`, 429 `rate_limited` |
+//! | `POST /api/account/delete` [`Password`] | 204: the account and its sessions are gone, the cookie cleared | 401 `bad_credentials` / `unauthorized`, 429 `rate_limited` |
 //! | `GET /api/session` | 200 [`SessionInfo`] | |
+//! | any other `/api/…` | | 404 `not_found` |
 //!
-//! Every failure body is an [`ApiError`]. The WebSocket upgrade (`GET /ws`) takes the token from the
-//! `chat_token` cookie, an `Authorization: Bearer` header, or `?token=`; without a valid one it answers 401
-//! (unless the server allows anonymous guests).
+//! Every failure body is an [`ApiError`]; a 429 also carries a `Retry-After` header (seconds). Names are
+//! unique regardless of case (`Ann` and `ann` are one account, shown as registered). The WebSocket upgrade
+//! (`GET /ws`) takes the token from the session cookie, an `Authorization: Bearer` header, or `?token=`;
+//! without a valid one it answers 401 (unless the server allows anonymous guests).
+//!
+//! The session cookie is [`COOKIE_NAME`] over plain HTTP, and [`SECURE_COOKIE_NAME`] with the `Secure`
+//! flag when the server's public origin is HTTPS (declared by the operator, or by a trusted proxy's
+//! `X-Forwarded-Proto`): the `__Host-` prefix makes browsers refuse it from any other origin or path.
 
 use crate::{Timestamp, UserName};
 use serde::{Deserialize, Serialize};
 
-/// The session cookie's name.
+/// The session cookie's name over plain HTTP.
 pub const COOKIE_NAME: &str = "chat_token";
+/// The session cookie's name over HTTPS (`Secure`, `Path=/`, no `Domain`).
+pub const SECURE_COOKIE_NAME: &str = "__Host-chat_token";
 /// Shortest password accepted.
 pub const MIN_PASSWORD_CHARS: usize = 8;
 /// Longest password accepted (hashing cost is bounded).
@@ -27,6 +38,22 @@ pub struct Credentials {
     /// The account name (see [`UserName`] for what is allowed).
     pub name: String,
     /// The password, at least [`MIN_PASSWORD_CHARS`] characters.
+    pub password: String,
+}
+
+/// A password change: the current password and the new one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasswordChange {
+    /// The password now.
+    pub current: String,
+    /// The password from now on (same policy as registering).
+    pub new: String,
+}
+
+/// A password, to confirm a destructive request such as deleting the account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Password {
+    /// The account's password.
     pub password: String,
 }
 

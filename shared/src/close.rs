@@ -11,8 +11,8 @@
 //! | 1009 | [`MESSAGE_TOO_BIG`] | a frame exceeded the server's size limit; nothing of it was kept | yes |
 //! | 1011 | [`INTERNAL_ERROR`] | the server failed | yes |
 //! | 1013 | [`TRY_AGAIN_LATER`] | the client read too slowly and its queue overflowed; rejoin with `since` | yes |
-//! | 4000-4499 | application, transient | e.g. [`HEARTBEAT_TIMEOUT`] | yes |
-//! | 4500-4999 | application, terminal | e.g. [`UNAUTHORIZED`]: sign in again first | no |
+//! | 4000-4499 | application, transient | [`HEARTBEAT_TIMEOUT`], [`RATE_LIMITED`] | yes |
+//! | 4500-4999 | application, terminal | [`UNAUTHORIZED`]: the token expired or its session was signed out; sign in again first | no |
 //!
 //! Any other code (including 1006, an abnormal drop seen only by the client) means: reconnect with backoff.
 
@@ -34,7 +34,10 @@ pub const INTERNAL_ERROR: u16 = 1011;
 pub const TRY_AGAIN_LATER: u16 = 1013;
 /// The peer stopped answering pings within the server's timeout.
 pub const HEARTBEAT_TIMEOUT: u16 = 4000;
-/// The connection's credentials are no longer valid (e.g. its token expired): sign in, then connect.
+/// The client kept sending after `rate_limited` errors without waiting their `retry_after_ms`.
+pub const RATE_LIMITED: u16 = 4029;
+/// The connection's credentials are no longer valid (its token expired, or its session was signed out,
+/// its password changed or its account deleted): sign in, then connect.
 pub const UNAUTHORIZED: u16 = 4501;
 
 /// Whether a client should reconnect (with backoff) after the server closed with `code`: always, except
@@ -56,6 +59,7 @@ mod tests {
             MESSAGE_TOO_BIG,
             TRY_AGAIN_LATER,
             HEARTBEAT_TIMEOUT,
+            RATE_LIMITED,
             4499,
         ] {
             assert!(should_reconnect(code), "{code}");

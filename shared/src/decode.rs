@@ -7,7 +7,9 @@
 use crate::{ClientMessage, ClientMsgId, ErrorCode};
 
 /// The `type` values of [`ClientMessage`].
-const KNOWN_TYPES: &[&str] = &["chat", "join", "leave", "invite", "ping"];
+const KNOWN_TYPES: &[&str] = &[
+    "chat", "join", "create", "leave", "invite", "remove", "ping",
+];
 
 /// Why a frame was refused; becomes a [`crate::ServerMessage::Error`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -91,14 +93,60 @@ mod tests {
         );
     }
 
+    /// One example of every variant. The `match` has no wildcard, so adding a variant fails to compile
+    /// until it is listed here, and the test below then checks the decoder knows its `type`.
+    fn one_of_each() -> Vec<ClientMessage> {
+        let room = RoomId::new("r").expect("valid");
+        let user = crate::UserName::new("bob").expect("valid");
+        let all = vec![
+            ClientMessage::Chat {
+                text: ChatText::new("hi").expect("valid"),
+                room: None,
+                id: None,
+            },
+            ClientMessage::Join {
+                room: room.clone(),
+                since: None,
+            },
+            ClientMessage::Create {
+                room: room.clone(),
+                private: true,
+            },
+            ClientMessage::Leave { room: room.clone() },
+            ClientMessage::Invite {
+                room: room.clone(),
+                user: user.clone(),
+            },
+            ClientMessage::Remove { room, user },
+            ClientMessage::Ping,
+        ];
+        for m in &all {
+            match m {
+                ClientMessage::Chat { .. }
+                | ClientMessage::Join { .. }
+                | ClientMessage::Create { .. }
+                | ClientMessage::Leave { .. }
+                | ClientMessage::Invite { .. }
+                | ClientMessage::Remove { .. }
+                | ClientMessage::Ping => {}
+            }
+        }
+        all
+    }
+
     #[test]
-    fn known_types_match_the_enum() {
-        for t in KNOWN_TYPES {
-            // A frame of a known type with no fields is either valid (ping) or a bad field, never unknown.
-            let c = decode_client(&format!(r#"{{"type":"{t}"}}"#))
-                .err()
-                .map(|e| e.code);
-            assert_ne!(c, Some(ErrorCode::UnknownType), "{t}");
+    fn every_variant_is_known_to_the_decoder() {
+        let examples = one_of_each();
+        assert_eq!(examples.len(), KNOWN_TYPES.len(), "one type per variant");
+        for m in examples {
+            let json = m.to_json();
+            let value: serde_json::Value = serde_json::from_str(&json).expect("json");
+            let t = value["type"].as_str().expect("tagged");
+            assert!(KNOWN_TYPES.contains(&t), "{t} missing from KNOWN_TYPES");
+            assert_eq!(decode_client(&json), Ok(m), "round trip of {json}");
+            // With its required fields missing it is a bad field, never an unknown type.
+            let bare = decode_client(&format!(r#"{{"type":"{t}"}}"#)).err();
+            assert_ne!(bare.map(|e| e.code), Some(ErrorCode::UnknownType), "{t}");
         }
     }
 
@@ -152,7 +200,6 @@ mod tests {
             Ok(ClientMessage::Join {
                 room: RoomId::new("dev").expect("valid"),
                 since: Some(41),
-                private: false,
             })
         );
     }

@@ -27,16 +27,26 @@ pub enum ClientMessage {
     ///
     /// The server first replays every stored message with `seq > since` in order, then sends
     /// [`ServerMessage::Joined`], then live messages follow with no gap and no duplicate. Without `since`
-    /// nothing is replayed. Joining a room already joined replays again from `since`.
+    /// nothing is replayed. Joining a room already joined replays again from `since`. A public room needs
+    /// no creating: joining it is enough. `join` never creates a private room (see [`Self::Create`]); a
+    /// private room answers `forbidden` to everyone but its members.
     Join {
         /// The room to join.
         room: RoomId,
         /// The last `seq` this client has seen in the room.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         since: Option<Seq>,
-        /// Create the room as private, with the joiner as its only member (only when it does not exist
-        /// yet; joining an existing room ignores this). Only members can join, read or post in a private
-        /// room.
+    },
+    /// Create `room` and join it, e.g. `{"type":"create","room":"team","private":true}`.
+    ///
+    /// Answered by [`ServerMessage::Created`] then [`ServerMessage::Joined`], or by an `error` with code
+    /// [`ErrorCode::RoomExists`] when the name is taken (the room has history, members online, or was
+    /// created before). A private room's creator is its owner and only member; members add others with
+    /// [`Self::Invite`], the owner removes them with [`Self::Remove`].
+    Create {
+        /// The new room's name.
+        room: RoomId,
+        /// Only members may join, read or post in a private room.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         private: bool,
     },
@@ -45,12 +55,22 @@ pub enum ClientMessage {
         /// The room to leave.
         room: RoomId,
     },
-    /// Add `user` to the private `room`; only a member may invite:
-    /// `{"type":"invite","room":"team","user":"bob"}`.
+    /// Add `user` to the private `room`; only a member may invite, and only an existing account:
+    /// `{"type":"invite","room":"team","user":"bob"}` (answered by [`ServerMessage::Invited`], or an
+    /// `error` with [`ErrorCode::Forbidden`] or [`ErrorCode::UnknownUser`]).
     Invite {
         /// The private room.
         room: RoomId,
         /// Who to add.
+        user: UserName,
+    },
+    /// Remove `user` from the private `room`; only its owner may: `{"type":"remove","room":"team","user":"bob"}`.
+    /// The removed user's connections stop receiving the room at once (each gets
+    /// [`ServerMessage::Left`]); the owner gets [`ServerMessage::Removed`].
+    Remove {
+        /// The private room.
+        room: RoomId,
+        /// Who to remove.
         user: UserName,
     },
     /// An application-level heartbeat (browsers cannot see WebSocket pings): the server answers
@@ -118,7 +138,23 @@ pub enum ServerMessage {
         /// The new member.
         user: UserName,
     },
-    /// The connection no longer receives `room`.
+    /// `user` is no longer a member of the private `room` (the answer to a `remove`).
+    Removed {
+        /// The room.
+        room: RoomId,
+        /// The removed member.
+        user: UserName,
+    },
+    /// `room` was created (the answer to a `create`); a [`ServerMessage::Joined`] follows.
+    Created {
+        /// The new room.
+        room: RoomId,
+        /// Whether only members may use it.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        private: bool,
+    },
+    /// The connection no longer receives `room`: the answer to a `leave`, or sent unasked when this user
+    /// was removed from a private room.
     Left {
         /// The room left.
         room: RoomId,
@@ -136,6 +172,10 @@ pub enum ServerMessage {
         /// The room concerned, when there is one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         room: Option<RoomId>,
+        /// With [`ErrorCode::RateLimited`]: how long to wait before sending again, in milliseconds. A
+        /// client that keeps sending without waiting is closed with [`crate::close::RATE_LIMITED`].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
     },
     /// The answer to [`ClientMessage::Ping`].
     Pong,
@@ -162,8 +202,13 @@ pub enum ErrorCode {
     Unavailable,
     /// The room is private and this user is not a member (or may not invite there).
     Forbidden,
-    /// Too many messages too fast: this one was not stored or relayed; send it again later.
+    /// Too many frames too fast: this one was not acted on (a chat was not stored or relayed); send it
+    /// again after the error's `retry_after_ms`.
     RateLimited,
+    /// `create` named a room that already exists.
+    RoomExists,
+    /// `invite` or `remove` named a user who has no account.
+    UnknownUser,
     /// A code this client version does not know (newer servers may add codes).
     #[serde(other)]
     Other,
@@ -185,6 +230,23 @@ impl ServerMessage {
             message: message.into(),
             id: None,
             room: None,
+            retry_after_ms: None,
+        }
+    }
+
+    /// An `error` frame about the chat message `id` (if any) in `room` (if any).
+    pub fn refusal(
+        code: ErrorCode,
+        message: impl Into<String>,
+        id: Option<ClientMsgId>,
+        room: Option<RoomId>,
+    ) -> Self {
+        Self::Error {
+            code,
+            message: message.into(),
+            id,
+            room,
+            retry_after_ms: None,
         }
     }
 }

@@ -68,13 +68,40 @@ fn server_frames() {
             r#"{"type":"error","code":"unknown_type","message":"unknown message type \"x\""}"#,
         ),
         (
-            ServerMessage::Error {
-                code: ErrorCode::HistoryTruncated,
-                message: "gone".into(),
-                id: None,
-                room: Some(room("dev")),
-            },
+            ServerMessage::refusal(ErrorCode::HistoryTruncated, "gone", None, Some(room("dev"))),
             r#"{"type":"error","code":"history_truncated","message":"gone","room":"dev"}"#,
+        ),
+        (
+            ServerMessage::Error {
+                code: ErrorCode::RateLimited,
+                message: "slow down".into(),
+                id: Some(id("k2")),
+                room: Some(room("dev")),
+                retry_after_ms: Some(250),
+            },
+            r#"{"type":"error","code":"rate_limited","message":"slow down","id":"k2","room":"dev","retry_after_ms":250}"#,
+        ),
+        (
+            ServerMessage::refusal(ErrorCode::RoomExists, "taken", None, Some(room("team"))),
+            r#"{"type":"error","code":"room_exists","message":"taken","room":"team"}"#,
+        ),
+        (
+            ServerMessage::refusal(ErrorCode::UnknownUser, "who?", None, Some(room("team"))),
+            r#"{"type":"error","code":"unknown_user","message":"who?","room":"team"}"#,
+        ),
+        (
+            ServerMessage::Created {
+                room: room("team"),
+                private: true,
+            },
+            r#"{"type":"created","room":"team","private":true}"#,
+        ),
+        (
+            ServerMessage::Removed {
+                room: room("team"),
+                user: UserName::new("bob").expect("name"),
+            },
+            r#"{"type":"removed","room":"team","user":"bob"}"#,
         ),
         (ServerMessage::Pong, r#"{"type":"pong"}"#),
     ];
@@ -109,7 +136,6 @@ fn client_frames() {
             ClientMessage::Join {
                 room: room("dev"),
                 since: Some(41),
-                private: false,
             },
         ),
         (
@@ -117,15 +143,27 @@ fn client_frames() {
             ClientMessage::Join {
                 room: room("dev"),
                 since: None,
+            },
+        ),
+        (
+            r#"{"type":"create","room":"team","private":true}"#,
+            ClientMessage::Create {
+                room: room("team"),
+                private: true,
+            },
+        ),
+        (
+            r#"{"type":"create","room":"open"}"#,
+            ClientMessage::Create {
+                room: room("open"),
                 private: false,
             },
         ),
         (
-            r#"{"type":"join","room":"team","private":true}"#,
-            ClientMessage::Join {
+            r#"{"type":"remove","room":"team","user":"bob"}"#,
+            ClientMessage::Remove {
                 room: room("team"),
-                since: None,
-                private: true,
+                user: UserName::new("bob").expect("name"),
             },
         ),
         (

@@ -27,11 +27,6 @@ pub fn dist_dir() -> PathBuf {
 }
 
 /// A free loopback port (bound, then released).
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
 /// The chat server, restartable on the same address and data directory.
 pub struct AppServer {
     /// Where it listens.
@@ -64,9 +59,9 @@ impl AppServer {
             "{} is missing: build the web app first (`trunk build --release`, done by scripts/test.sh)",
             index.display()
         );
-        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        // Port 0: the system picks a free port, and restarts bind that same port again.
         let mut server = Self {
-            addr,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             data: tempfile::tempdir().expect("tempdir"),
             adjust: Box::new(adjust),
             running: None,
@@ -95,7 +90,8 @@ impl AppServer {
         also(&mut config);
         let listener = tokio::net::TcpListener::bind(self.addr)
             .await
-            .expect("bind the same port");
+            .expect("bind (the same port on a restart)");
+        self.addr = listener.local_addr().expect("bound address");
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             server::run(listener, config, async {
@@ -116,6 +112,12 @@ impl AppServer {
             .expect("stops in time")
             .expect("server task");
     }
+}
+
+/// A free port for chromedriver, which cannot report one it picked itself (our servers bind port 0).
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
 }
 
 /// A chromedriver process.

@@ -8,9 +8,12 @@
 //! `ping_interval`. If nothing at all arrives within `pong_timeout` after a ping, the connection is dead.
 //!
 //! A chat the server did not take for a passing reason (`rate_limited`, `unavailable`, ...) stays pending in
-//! the outbox; new messages are then held (they wait in the outbox too) and, [`RETRY_AFTER`] later, the
-//! whole outbox is sent again in the order it was typed, so the server stores it in that order. Only a
-//! permanent refusal marks a chat failed. A close with [`UNAUTHORIZED`] ends the task as
+//! the outbox; new messages are then held (they wait in the outbox too) and, after the error's
+//! `retry_after_ms` (or [`RETRY_AFTER`] when it names none), the outbox is sent again in the order it was
+//! typed, so the server stores it in that order. The outbox goes out [`OUTBOX_WINDOW`] messages at a time,
+//! the next window a retry later, so a long outbox after an outage is paced by the server's budget
+//! instead of flooding it (the server closes a client that ignores `rate_limited`). A `join` refused for
+//! the budget is sent again with the retry. Only a permanent refusal marks a chat failed. A close with [`UNAUTHORIZED`] ends the task as
 //! [`ConnState::Unauthorized`]; attempts that never open are counted in
 //! [`ChatState::failed_opens`](super::ChatState::failed_opens) for the chat view to judge.
 
@@ -29,9 +32,11 @@ use std::time::Duration;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::closure::Closure;
 
-/// How long to hold new messages after the server asked to send one again later, before the whole outbox
-/// is resent.
+/// How long to hold new messages after the server asked to send one again later without saying when,
+/// before the outbox is resent; also the pace of a long outbox, one window per retry.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
+/// Most outbox messages sent at once (the server's default burst is 20 frames).
+const OUTBOX_WINDOW: usize = 10;
 
 /// How a session ended.
 enum End {
@@ -61,6 +66,8 @@ pub(super) struct Task {
     state: ChatState,
     commands: UnboundedSender<Command>,
     watchers: Watchers,
+    /// Rooms whose `join` the server refused for its budget in this session: joined again on retry.
+    rejoin: Vec<shared::RoomId>,
 }
 
 impl Task {
@@ -76,6 +83,7 @@ impl Task {
             state,
             commands,
             watchers,
+            rejoin: Vec::new(),
         }
     }
 
@@ -189,12 +197,15 @@ impl Task {
         for frame in joins {
             socket.send(&frame);
         }
-        self.send_outbox(&socket);
-
+        self.rejoin.clear();
         let mut ping = sleep(self.config.ping_interval);
         let mut dead = Fuse::terminated();
-        // Running while new messages are held (the server asked to send one again later).
+        // Running while new messages are held (the server asked to send one again later, or more of the
+        // outbox waits for its turn).
         let mut retry = Fuse::terminated();
+        if self.send_outbox(&socket) {
+            retry = sleep(RETRY_AFTER);
+        }
         loop {
             let step = select! {
                 event = socket.next().fuse() => Step::Socket(event),
@@ -206,8 +217,10 @@ impl Task {
             match step {
                 Step::Socket(SocketEvent::Text(text)) => {
                     dead = Fuse::terminated();
-                    if self.handle(&text) && retry.is_terminated() {
-                        retry = sleep(RETRY_AFTER);
+                    if let Some(wait) = self.handle(&text)
+                        && retry.is_terminated()
+                    {
+                        retry = sleep(wait);
                     }
                 }
                 Step::Socket(SocketEvent::Open) => {}
@@ -226,7 +239,15 @@ impl Task {
                     socket.close(1000);
                     return End::Stop(ConnState::Closed);
                 }
-                Step::Retry => self.send_outbox(&socket),
+                Step::Retry => {
+                    for room in std::mem::take(&mut self.rejoin) {
+                        let since = self.state.store.try_with_untracked(|s| s.last_seq(&room));
+                        socket.send(&ClientMessage::Join { room, since });
+                    }
+                    if self.send_outbox(&socket) {
+                        retry = sleep(RETRY_AFTER);
+                    }
+                }
                 Step::Ping => {
                     socket.send(&ClientMessage::Ping);
                     ping = sleep(self.config.ping_interval);
@@ -242,12 +263,12 @@ impl Task {
         }
     }
 
-    /// Applies one frame from the server to the signals. Returns whether the server asked to send one of
-    /// our chats again later.
-    fn handle(&self, text: &str) -> bool {
+    /// Applies one frame from the server to the signals. Returns how long to wait when the server asked
+    /// to send one of our chats (or joins) again later.
+    fn handle(&mut self, text: &str) -> Option<Duration> {
         // A frame this version cannot read (a newer server's) is skipped.
         let Ok(message) = serde_json::from_str::<ServerMessage>(text) else {
-            return false;
+            return None;
         };
         let store = self.state.store;
         match message {
@@ -290,9 +311,21 @@ impl Task {
                 )));
             }
             ServerMessage::Error {
+                code: ErrorCode::RateLimited,
+                id: None,
+                room: Some(room),
+                retry_after_ms,
+                ..
+            } => {
+                // A join refused for the budget: join again with the retry.
+                self.rejoin.push(room);
+                return Some(retry_after_ms.map_or(RETRY_AFTER, Duration::from_millis));
+            }
+            ServerMessage::Error {
                 code,
                 message,
                 id: Some(id),
+                retry_after_ms,
                 ..
             } => match code {
                 // Refused for good: sending it again would be refused again.
@@ -307,23 +340,33 @@ impl Task {
                 // know): it stays pending in the outbox, to be sent again with the whole outbox.
                 _ => {
                     self.state.notice.set(Some(message));
-                    return true;
+                    return Some(retry_after_ms.map_or(RETRY_AFTER, Duration::from_millis));
                 }
             },
             ServerMessage::Error { message, .. } => self.state.notice.set(Some(message)),
-            ServerMessage::Left { .. } | ServerMessage::Invited { .. } | ServerMessage::Pong => {}
+            ServerMessage::Left { .. }
+            | ServerMessage::Invited { .. }
+            | ServerMessage::Created { .. }
+            | ServerMessage::Removed { .. }
+            | ServerMessage::Pong => {}
         }
-        false
+        None
     }
 
-    /// Sends the whole outbox, oldest first (same ids: the server stores each message once).
-    fn send_outbox(&self, socket: &Socket) {
+    /// Sends the oldest [`OUTBOX_WINDOW`] messages of the outbox (same ids: the server stores each
+    /// message once); returns whether more wait.
+    fn send_outbox(&self, socket: &Socket) -> bool {
         // A store that is gone (the view was closed) has nothing left to send.
-        let _ = self.state.store.try_with_untracked(|s| {
-            for message in s.outbox() {
-                socket.send(&message.to_message());
-            }
-        });
+        self.state
+            .store
+            .try_with_untracked(|s| {
+                let outbox = s.outbox();
+                for message in outbox.iter().take(OUTBOX_WINDOW) {
+                    socket.send(&message.to_message());
+                }
+                outbox.len() > OUTBOX_WINDOW
+            })
+            .unwrap_or(false)
     }
 
     /// The configured URL with the stored guest token, if any.

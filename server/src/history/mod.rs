@@ -1,8 +1,12 @@
 //! Durable, ordered room history: the [`History`] trait and its backends.
 //!
-//! A backend stores chat messages per room and gives each the room's next sequence number. It is called by
-//! one writer only (the [`crate::relay`]), which hands it whole batches so that one commit (one fsync)
-//! covers many messages; reads for replay come from any connection, concurrently.
+//! A backend stores chat messages per room and gives each the room's next sequence number. Messages are
+//! appended by one writer only (the [`crate::relay`]), which hands it whole batches so that one commit (one
+//! fsync) covers many messages; reads for replay come from any connection, concurrently.
+//!
+//! The backend also keeps the rooms themselves: which exist, which are private, who owns and who may use
+//! them. Keeping both in one store lets an append refuse, in the same transaction that assigns the `seq`,
+//! a message to a private room from a non-member: no race between "is it private?" and "store it" exists.
 //!
 //! Backends: [`sqlite::SqliteHistory`] (the embedded default). A Redis Streams backend for several nodes is
 //! planned to slot in here behind the same trait.
@@ -64,6 +68,28 @@ pub enum Appended {
     New(StoredMessage),
     /// The same sender already stored this client id in this room: nothing was stored; this is the original.
     Duplicate(StoredMessage),
+    /// The room is private and the sender is not a member: nothing was stored.
+    Forbidden,
+}
+
+/// How much one read of history may return.
+#[derive(Debug, Clone, Copy)]
+pub struct PageLimit {
+    /// At most this many messages.
+    pub messages: usize,
+    /// Stop adding messages once their text reaches this many bytes (at least one is returned).
+    pub bytes: usize,
+}
+
+/// What is known of a room beyond its messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomInfo {
+    /// Only members may join, read or post.
+    pub private: bool,
+    /// Who created it (may remove members).
+    pub owner: Option<UserName>,
+    /// Members of a private room.
+    pub members: Vec<UserName>,
 }
 
 /// One page of a room's history after some `seq`.
@@ -92,14 +118,9 @@ pub enum HistoryError {
     /// The SQLite backend failed.
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    /// The data directory could not be prepared.
-    #[error("data directory {path}: {source}")]
-    DataDir {
-        /// The directory.
-        path: std::path::PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
+    /// The database could not be used.
+    #[error(transparent)]
+    Db(#[from] crate::db::DbError),
     /// A blocking storage task panicked or was cancelled.
     #[error("storage task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
@@ -124,12 +145,12 @@ pub trait History: Send + Sync + std::fmt::Debug + 'static {
         now: Timestamp,
     ) -> BoxFuture<'_, Result<Vec<Appended>, HistoryError>>;
 
-    /// Up to `limit` messages of `room` with `seq > since`, in order, plus the room's bounds.
+    /// Messages of `room` with `seq > since`, in order, within `limit`, plus the room's bounds.
     fn read_since(
         &self,
         room: RoomId,
         since: Seq,
-        limit: usize,
+        limit: PageLimit,
     ) -> BoxFuture<'_, Result<Page, HistoryError>>;
 
     /// Deletes what `retention` no longer keeps, as of `now`; returns how many messages went.
@@ -138,4 +159,29 @@ pub trait History: Send + Sync + std::fmt::Debug + 'static {
         retention: Retention,
         now: Timestamp,
     ) -> BoxFuture<'_, Result<u64, HistoryError>>;
+
+    /// Creates `room`, owned by `owner`, its only member if `private`. `Ok(false)`: the name is taken (the
+    /// room has history or was created before), and nothing changed.
+    fn create_room(
+        &self,
+        room: RoomId,
+        owner: UserName,
+        private: bool,
+    ) -> BoxFuture<'_, Result<bool, HistoryError>>;
+
+    /// What is known of `room`; `None` for a public room nobody created.
+    fn room(&self, room: RoomId) -> BoxFuture<'_, Result<Option<RoomInfo>, HistoryError>>;
+
+    /// Adds (`member: true`) or removes `user` as a member of the private `room`. `Ok(false)`: the room is
+    /// not private, and nothing changed.
+    fn set_member(
+        &self,
+        room: RoomId,
+        user: UserName,
+        member: bool,
+    ) -> BoxFuture<'_, Result<bool, HistoryError>>;
+
+    /// Forgets `user` as a member and as an owner everywhere (the account was deleted: whoever registers
+    /// the name later must not inherit its rooms).
+    fn forget_user(&self, user: UserName) -> BoxFuture<'_, Result<(), HistoryError>>;
 }

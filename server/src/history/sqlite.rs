@@ -1,260 +1,175 @@
-//! The embedded history backend: one SQLite file in WAL mode under the data directory.
+//! The embedded history backend: the messages and rooms tables of the node's [`Database`].
 //!
-//! One writer connection, used by the relay's batches (one transaction, one fsync per batch), and a small
-//! pool of reader connections for replays, which WAL lets run while the writer commits. SQLite calls block,
-//! so each runs on tokio's blocking pool; no async task ever waits on a lock held across an await.
+//! Appends run on the database's one writer connection (one transaction, one fsync per batch); replays
+//! read from its reader pool, which WAL lets run while the writer commits. Each room's newest `seq` and
+//! whether it is private are cached for the writer (bounded; reloaded from the table on a miss).
 
-use super::{Appended, History, HistoryError, NewMessage, Page, Retention, StoredMessage};
+use super::{
+    Appended, History, HistoryError, NewMessage, Page, PageLimit, Retention, RoomInfo,
+    StoredMessage,
+};
+use crate::db::Database;
 use futures_util::future::BoxFuture;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use shared::{ChatText, ClientMsgId, RoomId, Seq, Timestamp, UserName};
 use std::{
     collections::HashMap,
-    path::{Path, PathBuf},
     sync::{Arc, Mutex, MutexGuard},
 };
 
-/// Reader connections kept open for reuse.
-const READ_POOL_SIZE: usize = 4;
-/// How long a connection waits for another's write lock before failing.
-const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-/// The database file's name in the data directory.
-const DB_FILE: &str = "chat.db";
+/// Rooms whose head the writer keeps in memory; past this the cache starts over.
+const MAX_CACHED_ROOMS: usize = 10_000;
+/// What a page costs beyond its text, per message (JSON keys, names, timestamp), for the byte limit.
+const FRAME_OVERHEAD: usize = 128;
 
-/// Opens another connection to the data directory's database and applies `schema` (the `CREATE ... IF
-/// NOT EXISTS` of a module that keeps its own tables there, such as accounts). The history must have been
-/// opened first: it creates the directory and sets WAL mode.
-pub fn open_with_schema(data_dir: &Path, schema: &str) -> rusqlite::Result<Connection> {
-    let conn = Connection::open(data_dir.join(DB_FILE))?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
-    conn.execute_batch(schema)?;
-    Ok(conn)
-}
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS rooms (
-    name TEXT PRIMARY KEY,
-    head INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS messages (
-    room      TEXT NOT NULL,
-    seq       INTEGER NOT NULL,
-    sender    TEXT NOT NULL,
-    client_id TEXT,
-    text      TEXT NOT NULL,
-    ts        INTEGER NOT NULL,
-    PRIMARY KEY (room, seq)
-) WITHOUT ROWID;
-CREATE UNIQUE INDEX IF NOT EXISTS messages_by_client_id
-    ON messages (room, sender, client_id) WHERE client_id IS NOT NULL;
-CREATE INDEX IF NOT EXISTS messages_by_time ON messages (ts);
-PRAGMA user_version = 1;
-";
-
-/// History in a SQLite database file.
+/// History in the node's SQLite database.
 #[derive(Debug, Clone)]
 pub struct SqliteHistory {
-    inner: Arc<Inner>,
+    db: Database,
+    /// Each room's newest `seq` as committed and whether it is private. Only touched while holding the
+    /// database's writer connection, so it always agrees with what that connection committed.
+    rooms: Arc<Mutex<HashMap<RoomId, RoomState>>>,
 }
 
-#[derive(Debug)]
-struct Inner {
-    path: PathBuf,
-    writer: Mutex<Writer>,
-    readers: Mutex<Vec<Connection>>,
-}
-
-#[derive(Debug)]
-struct Writer {
-    conn: Connection,
-    /// Each room's newest `seq`, as committed; loaded on first use.
-    heads: HashMap<RoomId, Seq>,
+#[derive(Debug, Clone, Copy, Default)]
+struct RoomState {
+    head: Seq,
+    private: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding the lock leaves SQLite consistent (transactions roll back on drop), so the
-    // data behind a poisoned lock is still usable.
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl SqliteHistory {
-    /// Opens (creating if needed) `chat.db` in `data_dir`.
-    pub fn open(data_dir: &Path) -> Result<Self, HistoryError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| HistoryError::DataDir {
-            path: data_dir.to_owned(),
-            source,
-        })?;
-        let path = data_dir.join(DB_FILE);
-        let conn = Connection::open(&path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        // FULL: a commit is on disk before it is acknowledged, even across power loss.
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.busy_timeout(BUSY_TIMEOUT)?;
-        conn.execute_batch(SCHEMA)?;
-        Ok(Self {
-            inner: Arc::new(Inner {
-                path,
-                writer: Mutex::new(Writer {
-                    conn,
-                    heads: HashMap::new(),
-                }),
-                readers: Mutex::new(Vec::new()),
-            }),
-        })
-    }
-
-    /// Runs `f` on a blocking thread with this history's shared state.
-    async fn blocking<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Inner) -> Result<T, HistoryError> + Send + 'static,
-    ) -> Result<T, HistoryError> {
-        let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || f(&inner)).await?
+    /// History in `db`.
+    pub fn new(db: Database) -> Self {
+        Self {
+            db,
+            rooms: Arc::default(),
+        }
     }
 }
 
-impl Inner {
-    fn with_reader<T>(
-        &self,
-        f: impl FnOnce(&Connection) -> Result<T, HistoryError>,
-    ) -> Result<T, HistoryError> {
-        let pooled = lock(&self.readers).pop();
-        let conn = match pooled {
-            Some(c) => c,
-            None => {
-                let c = Connection::open_with_flags(
-                    &self.path,
-                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                )?;
-                c.busy_timeout(BUSY_TIMEOUT)?;
-                c
-            }
-        };
-        let result = f(&conn);
-        let mut pool = lock(&self.readers);
-        if pool.len() < READ_POOL_SIZE {
-            pool.push(conn);
-        }
-        result
-    }
+fn room_state(tx: &Transaction<'_>, room: &RoomId) -> Result<RoomState, HistoryError> {
+    let row: Option<(i64, bool)> = tx
+        .query_row(
+            "SELECT head, private FROM rooms WHERE name = ?1",
+            [room.as_str()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    Ok(
+        row.map_or_else(RoomState::default, |(head, private)| RoomState {
+            head: head as Seq,
+            private,
+        }),
+    )
 }
 
-impl Writer {
-    fn head(&mut self, room: &RoomId) -> Result<Seq, HistoryError> {
-        if let Some(&h) = self.heads.get(room) {
-            return Ok(h);
+fn append(
+    tx: &Transaction<'_>,
+    cache: &mut HashMap<RoomId, RoomState>,
+    batch: Vec<NewMessage>,
+    now: Timestamp,
+) -> Result<Vec<Appended>, HistoryError> {
+    let mut out = Vec::with_capacity(batch.len());
+    let mut touched: HashMap<RoomId, RoomState> = HashMap::new();
+    for m in &batch {
+        if !touched.contains_key(&m.room) {
+            let state = match cache.get(&m.room) {
+                Some(s) => *s,
+                None => room_state(tx, &m.room)?,
+            };
+            touched.insert(m.room.clone(), state);
         }
-        let h: Option<i64> = self
-            .conn
-            .query_row(
-                "SELECT head FROM rooms WHERE name = ?1",
-                [room.as_str()],
-                |r| r.get(0),
-            )
-            .optional()?;
-        let h = h.map_or(0, |h| h as Seq);
-        self.heads.insert(room.clone(), h);
-        Ok(h)
     }
-
-    fn append(
-        &mut self,
-        batch: Vec<NewMessage>,
-        now: Timestamp,
-    ) -> Result<Vec<Appended>, HistoryError> {
-        let mut out = Vec::with_capacity(batch.len());
-        let mut new_heads: HashMap<RoomId, Seq> = HashMap::new();
-        // Read heads before the transaction borrows the connection.
-        for m in &batch {
-            if !new_heads.contains_key(&m.room) {
-                let h = self.head(&m.room)?;
-                new_heads.insert(m.room.clone(), h);
-            }
+    let mut find = tx.prepare_cached(
+        "SELECT seq, ts FROM messages WHERE room = ?1 AND sender = ?2 AND client_id = ?3",
+    )?;
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO messages (room, seq, sender, client_id, text, ts) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    let mut is_member =
+        tx.prepare_cached("SELECT 1 FROM room_members WHERE room = ?1 AND user = ?2")?;
+    for m in batch {
+        let state = touched.entry(m.room.clone()).or_default();
+        if state.private && !is_member.exists(params![m.room.as_str(), m.sender.as_str()])? {
+            out.push(Appended::Forbidden);
+            continue;
         }
-        let tx = self.conn.transaction()?;
-        {
-            let mut find = tx.prepare_cached(
-                "SELECT seq, ts FROM messages WHERE room = ?1 AND sender = ?2 AND client_id = ?3",
-            )?;
-            let mut insert = tx.prepare_cached(
-                "INSERT INTO messages (room, seq, sender, client_id, text, ts) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?;
-            for m in batch {
-                if let Some(id) = &m.client_id {
-                    let found: Option<(i64, i64)> = find
-                        .query_row(
-                            params![m.room.as_str(), m.sender.as_str(), id.as_str()],
-                            |r| Ok((r.get(0)?, r.get(1)?)),
-                        )
-                        .optional()?;
-                    if let Some((seq, ts)) = found {
-                        out.push(Appended::Duplicate(StoredMessage {
-                            room: m.room,
-                            seq: seq as Seq,
-                            sender: m.sender,
-                            text: m.text,
-                            timestamp: Timestamp::from_unix_ms(ts),
-                            client_id: m.client_id,
-                        }));
-                        continue;
-                    }
-                }
-                let head = new_heads.entry(m.room.clone()).or_insert(0);
-                *head += 1;
-                insert.execute(params![
-                    m.room.as_str(),
-                    *head as i64,
-                    m.sender.as_str(),
-                    m.client_id.as_ref().map(ClientMsgId::as_str),
-                    m.text.as_str(),
-                    now.unix_ms(),
-                ])?;
-                out.push(Appended::New(StoredMessage {
+        if let Some(id) = &m.client_id {
+            let found: Option<(i64, i64)> = find
+                .query_row(
+                    params![m.room.as_str(), m.sender.as_str(), id.as_str()],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            if let Some((seq, ts)) = found {
+                out.push(Appended::Duplicate(StoredMessage {
                     room: m.room,
-                    seq: *head,
+                    seq: seq as Seq,
                     sender: m.sender,
                     text: m.text,
-                    timestamp: now,
+                    timestamp: Timestamp::from_unix_ms(ts),
                     client_id: m.client_id,
                 }));
-            }
-            let mut set_head = tx.prepare_cached(
-                "INSERT INTO rooms (name, head) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET head = excluded.head",
-            )?;
-            for (room, head) in &new_heads {
-                set_head.execute(params![room.as_str(), *head as i64])?;
+                continue;
             }
         }
-        tx.commit()?;
-        self.heads.extend(new_heads);
-        Ok(out)
+        state.head += 1;
+        insert.execute(params![
+            m.room.as_str(),
+            state.head as i64,
+            m.sender.as_str(),
+            m.client_id.as_ref().map(ClientMsgId::as_str),
+            m.text.as_str(),
+            now.unix_ms(),
+        ])?;
+        out.push(Appended::New(StoredMessage {
+            room: m.room,
+            seq: state.head,
+            sender: m.sender,
+            text: m.text,
+            timestamp: now,
+            client_id: m.client_id,
+        }));
     }
+    let mut set_head = tx.prepare_cached(
+        "INSERT INTO rooms (name, head) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET head = excluded.head",
+    )?;
+    for (room, state) in &touched {
+        set_head.execute(params![room.as_str(), state.head as i64])?;
+    }
+    if cache.len() + touched.len() > MAX_CACHED_ROOMS {
+        cache.clear();
+    }
+    cache.extend(touched);
+    Ok(out)
+}
 
-    fn prune(&mut self, retention: Retention, now: Timestamp) -> Result<u64, HistoryError> {
-        let tx = self.conn.transaction()?;
-        let mut deleted = 0;
-        if retention.count > 0 {
-            deleted += tx.execute(
-                "DELETE FROM messages WHERE seq <= (SELECT head FROM rooms WHERE name = messages.room) - ?1",
-                [retention.count as i64],
-            )?;
-        }
-        if !retention.age.is_zero() {
-            let cutoff = now
-                .unix_ms()
-                .saturating_sub(retention.age.as_millis() as i64);
-            deleted += tx.execute("DELETE FROM messages WHERE ts < ?1", [cutoff])?;
-        }
-        tx.commit()?;
-        Ok(deleted as u64)
+fn prune(tx: &Transaction<'_>, retention: Retention, now: Timestamp) -> Result<u64, HistoryError> {
+    let mut deleted = 0;
+    if retention.count > 0 {
+        deleted += tx.execute(
+            "DELETE FROM messages WHERE seq <= (SELECT head FROM rooms WHERE name = messages.room) - ?1",
+            [retention.count as i64],
+        )?;
     }
+    if !retention.age.is_zero() {
+        let cutoff = now
+            .unix_ms()
+            .saturating_sub(retention.age.as_millis() as i64);
+        deleted += tx.execute("DELETE FROM messages WHERE ts < ?1", [cutoff])?;
+    }
+    Ok(deleted as u64)
 }
 
 fn read_page(
     conn: &Connection,
     room: RoomId,
     since: Seq,
-    limit: usize,
+    limit: PageLimit,
 ) -> Result<Page, HistoryError> {
     let tx = conn.unchecked_transaction()?;
     let head: Option<i64> = tx
@@ -274,41 +189,35 @@ fn read_page(
     let mut stmt = tx.prepare_cached(
         "SELECT seq, sender, client_id, text, ts FROM messages WHERE room = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
     )?;
-    let rows = stmt.query_map(
-        params![
-            room.as_str(),
-            since.min(i64::MAX as u64) as i64,
-            limit as i64
-        ],
-        |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, Option<String>>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, i64>(4)?,
-            ))
-        },
-    )?;
+    let mut rows = stmt.query(params![
+        room.as_str(),
+        since.min(i64::MAX as u64) as i64,
+        limit.messages as i64
+    ])?;
     let corrupt = |detail: String| HistoryError::Corrupt {
         room: room.to_string(),
         detail,
     };
     let mut messages = Vec::new();
-    for row in rows {
-        let (seq, sender, client_id, text, ts) = row?;
+    let mut bytes = 0;
+    while bytes < limit.bytes {
+        let Some(row) = rows.next()? else { break };
+        let text: String = row.get(3)?;
+        bytes += text.len() + FRAME_OVERHEAD;
         messages.push(StoredMessage {
             room: room.clone(),
-            seq: seq as Seq,
-            sender: UserName::new(sender).map_err(|e| corrupt(e.to_string()))?,
+            seq: row.get::<_, i64>(0)? as Seq,
+            sender: UserName::new(row.get::<_, String>(1)?).map_err(|e| corrupt(e.to_string()))?,
             text: ChatText::new(text).map_err(|e| corrupt(e.to_string()))?,
-            timestamp: Timestamp::from_unix_ms(ts),
-            client_id: client_id
+            timestamp: Timestamp::from_unix_ms(row.get(4)?),
+            client_id: row
+                .get::<_, Option<String>>(2)?
                 .map(ClientMsgId::new)
                 .transpose()
                 .map_err(|e| corrupt(e.to_string()))?,
         });
     }
+    drop(rows);
     drop(stmt);
     tx.finish()?;
     Ok(Page {
@@ -318,32 +227,60 @@ fn read_page(
     })
 }
 
+fn room_info(conn: &Connection, room: &RoomId) -> Result<Option<RoomInfo>, HistoryError> {
+    let row: Option<(bool, Option<String>)> = conn
+        .query_row(
+            "SELECT private, owner FROM rooms WHERE name = ?1",
+            [room.as_str()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let Some((private, owner)) = row else {
+        return Ok(None);
+    };
+    let mut members = Vec::new();
+    if private {
+        let mut stmt = conn.prepare_cached("SELECT user FROM room_members WHERE room = ?1")?;
+        for user in stmt.query_map([room.as_str()], |r| r.get::<_, String>(0))? {
+            if let Ok(user) = UserName::new(user?) {
+                members.push(user);
+            }
+        }
+    }
+    Ok(Some(RoomInfo {
+        private,
+        owner: owner.and_then(|o| UserName::new(o).ok()),
+        members,
+    }))
+}
+
 impl History for SqliteHistory {
     fn append_batch(
         &self,
         batch: Vec<NewMessage>,
         now: Timestamp,
     ) -> BoxFuture<'_, Result<Vec<Appended>, HistoryError>> {
-        Box::pin(self.blocking(move |inner| {
-            let mut writer = lock(&inner.writer);
-            let result = writer.append(batch, now);
+        let rooms = Arc::clone(&self.rooms);
+        Box::pin(async move {
+            let result = self
+                .db
+                .write(move |tx| append(tx, &mut lock(&rooms), batch, now))
+                .await;
             if result.is_err() {
-                // The transaction rolled back; the cached heads may be ahead of the database.
-                writer.heads.clear();
+                // Rolled back (or the commit failed): the cache may be ahead of the database.
+                lock(&self.rooms).clear();
             }
             result
-        }))
+        })
     }
 
     fn read_since(
         &self,
         room: RoomId,
         since: Seq,
-        limit: usize,
+        limit: PageLimit,
     ) -> BoxFuture<'_, Result<Page, HistoryError>> {
-        Box::pin(
-            self.blocking(move |inner| inner.with_reader(|c| read_page(c, room, since, limit))),
-        )
+        Box::pin(self.db.read(move |c| read_page(c, room, since, limit)))
     }
 
     fn prune(
@@ -351,7 +288,72 @@ impl History for SqliteHistory {
         retention: Retention,
         now: Timestamp,
     ) -> BoxFuture<'_, Result<u64, HistoryError>> {
-        Box::pin(self.blocking(move |inner| lock(&inner.writer).prune(retention, now)))
+        Box::pin(self.db.write(move |tx| prune(tx, retention, now)))
+    }
+
+    fn create_room(
+        &self,
+        room: RoomId,
+        owner: UserName,
+        private: bool,
+    ) -> BoxFuture<'_, Result<bool, HistoryError>> {
+        let rooms = Arc::clone(&self.rooms);
+        Box::pin(self.db.write(move |tx| {
+            let created = tx.execute(
+                "INSERT INTO rooms (name, head, private, owner) VALUES (?1, 0, ?2, ?3) ON CONFLICT DO NOTHING",
+                params![room.as_str(), private, owner.as_str()],
+            )? == 1;
+            if created && private {
+                tx.execute(
+                    "INSERT INTO room_members (room, user) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                    params![room.as_str(), owner.as_str()],
+                )?;
+            }
+            lock(&rooms).remove(&room);
+            Ok(created)
+        }))
+    }
+
+    fn room(&self, room: RoomId) -> BoxFuture<'_, Result<Option<RoomInfo>, HistoryError>> {
+        Box::pin(self.db.read(move |c| room_info(c, &room)))
+    }
+
+    fn set_member(
+        &self,
+        room: RoomId,
+        user: UserName,
+        member: bool,
+    ) -> BoxFuture<'_, Result<bool, HistoryError>> {
+        Box::pin(self.db.write(move |tx| {
+            let private: Option<bool> = tx
+                .query_row(
+                    "SELECT private FROM rooms WHERE name = ?1",
+                    [room.as_str()],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if private != Some(true) {
+                return Ok(false);
+            }
+            let sql = if member {
+                "INSERT INTO room_members (room, user) VALUES (?1, ?2) ON CONFLICT DO NOTHING"
+            } else {
+                "DELETE FROM room_members WHERE room = ?1 AND user = ?2"
+            };
+            tx.execute(sql, params![room.as_str(), user.as_str()])?;
+            Ok(true)
+        }))
+    }
+
+    fn forget_user(&self, user: UserName) -> BoxFuture<'_, Result<(), HistoryError>> {
+        Box::pin(self.db.write(move |tx| {
+            tx.execute("DELETE FROM room_members WHERE user = ?1", [user.as_str()])?;
+            tx.execute(
+                "UPDATE rooms SET owner = NULL WHERE owner = ?1",
+                [user.as_str()],
+            )?;
+            Ok(())
+        }))
     }
 }
 
@@ -359,6 +361,17 @@ impl History for SqliteHistory {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    fn open(dir: &std::path::Path) -> SqliteHistory {
+        SqliteHistory::new(Database::open(dir).expect("open"))
+    }
+
+    fn up_to(messages: usize) -> PageLimit {
+        PageLimit {
+            messages,
+            bytes: usize::MAX,
+        }
+    }
 
     fn msg(room: &str, sender: &str, text: &str, id: Option<&str>) -> NewMessage {
         NewMessage {
@@ -374,6 +387,7 @@ mod tests {
             .map(|a| match a {
                 Appended::New(m) => (true, m.seq),
                 Appended::Duplicate(m) => (false, m.seq),
+                Appended::Forbidden => (false, 0),
             })
             .collect()
     }
@@ -381,7 +395,7 @@ mod tests {
     #[tokio::test]
     async fn seq_is_per_room_dense_and_survives_reopen() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let h = SqliteHistory::open(dir.path()).expect("open");
+        let h = open(dir.path());
         let now = Timestamp::from_unix_ms(1_000);
         let out = h
             .append_batch(
@@ -397,14 +411,14 @@ mod tests {
         assert_eq!(seqs(&out), vec![(true, 1), (true, 1), (true, 2)]);
         drop(h);
 
-        let h = SqliteHistory::open(dir.path()).expect("reopen");
+        let h = open(dir.path());
         let out = h
             .append_batch(vec![msg("a", "ann", "3", None)], now)
             .await
             .expect("append");
         assert_eq!(seqs(&out), vec![(true, 3)]);
         let page = h
-            .read_since(RoomId::new("a").expect("room"), 1, 10)
+            .read_since(RoomId::new("a").expect("room"), 1, up_to(10))
             .await
             .expect("read");
         let texts: Vec<_> = page
@@ -419,7 +433,7 @@ mod tests {
     #[tokio::test]
     async fn client_id_dedupes_per_sender_and_room_even_within_a_batch() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let h = SqliteHistory::open(dir.path()).expect("open");
+        let h = open(dir.path());
         let now = Timestamp::from_unix_ms(1_000);
         let out = h
             .append_batch(
@@ -443,7 +457,7 @@ mod tests {
             .expect("append");
         assert_eq!(seqs(&out), vec![(false, 1)]);
         let page = h
-            .read_since(RoomId::new("a").expect("room"), 0, 10)
+            .read_since(RoomId::new("a").expect("room"), 0, up_to(10))
             .await
             .expect("read");
         assert_eq!(page.messages.len(), 2);
@@ -452,7 +466,7 @@ mod tests {
     #[tokio::test]
     async fn retention_by_count_and_age_keeps_head() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let h = SqliteHistory::open(dir.path()).expect("open");
+        let h = open(dir.path());
         for i in 0..10 {
             h.append_batch(
                 vec![msg("a", "ann", "m", None)],
@@ -472,7 +486,10 @@ mod tests {
                 .expect("prune"),
             6
         );
-        let page = h.read_since(room.clone(), 0, 100).await.expect("read");
+        let page = h
+            .read_since(room.clone(), 0, up_to(100))
+            .await
+            .expect("read");
         assert_eq!(
             (page.head, page.first_retained, page.messages.len()),
             (10, 7, 4)
@@ -489,7 +506,10 @@ mod tests {
                 .expect("prune"),
             2
         );
-        let page = h.read_since(room.clone(), 0, 100).await.expect("read");
+        let page = h
+            .read_since(room.clone(), 0, up_to(100))
+            .await
+            .expect("read");
         assert_eq!((page.head, page.first_retained), (10, 9));
 
         let out = h
@@ -501,5 +521,152 @@ mod tests {
             vec![(true, 11)],
             "seq keeps counting after pruning"
         );
+    }
+
+    #[tokio::test]
+    async fn a_failed_commit_stores_nothing_and_forgets_the_heads_it_counted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let h = open(dir.path());
+        let now = Timestamp::from_unix_ms(1_000);
+        // A real SQLite failure on demand: any message saying "boom" aborts its transaction.
+        rusqlite::Connection::open(h.db.path())
+            .expect("open")
+            .execute_batch(
+                "CREATE TRIGGER fail BEFORE INSERT ON messages WHEN NEW.text = 'boom'
+                 BEGIN SELECT RAISE(ABORT, 'injected failure'); END;",
+            )
+            .expect("trigger");
+        let out = h
+            .append_batch(vec![msg("a", "ann", "1", None)], now)
+            .await
+            .expect("append");
+        assert_eq!(seqs(&out), vec![(true, 1)]);
+        let failed = h
+            .append_batch(
+                vec![msg("a", "ann", "2", None), msg("a", "ann", "boom", None)],
+                now,
+            )
+            .await;
+        assert!(failed.is_err(), "the whole batch fails");
+        let out = h
+            .append_batch(vec![msg("a", "ann", "2", None)], now)
+            .await
+            .expect("append");
+        assert_eq!(
+            seqs(&out),
+            vec![(true, 2)],
+            "no gap left by the failed batch"
+        );
+        let page = h
+            .read_since(RoomId::new("a").expect("room"), 0, up_to(10))
+            .await
+            .expect("read");
+        let texts: Vec<_> = page.messages.iter().map(|m| m.text.as_str()).collect();
+        assert_eq!(texts, vec!["1", "2"]);
+    }
+
+    #[tokio::test]
+    async fn private_rooms_refuse_non_members_inside_the_append() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let h = open(dir.path());
+        let (room, ann, bob) = (
+            RoomId::new("team").expect("room"),
+            UserName::new("ann").expect("n"),
+            UserName::new("bob").expect("n"),
+        );
+        let now = Timestamp::from_unix_ms(1_000);
+        // Cached as public first: creating it must not leave that cache behind.
+        h.append_batch(vec![msg("team", "bob", "early", None)], now)
+            .await
+            .expect("append");
+        assert!(
+            !h.create_room(room.clone(), ann.clone(), true)
+                .await
+                .expect("create"),
+            "a room with history is taken"
+        );
+        let team2 = RoomId::new("team2").expect("room");
+        let out = h
+            .append_batch(vec![msg("team2", "bob", "hi", None)], now)
+            .await
+            .expect("append");
+        assert_eq!(seqs(&out), vec![(true, 1)]);
+        assert!(
+            !h.create_room(team2, ann.clone(), true)
+                .await
+                .expect("create")
+        );
+        let fresh = RoomId::new("fresh").expect("room");
+        assert!(
+            h.create_room(fresh.clone(), ann.clone(), true)
+                .await
+                .expect("create")
+        );
+        assert!(
+            !h.create_room(fresh.clone(), bob.clone(), false)
+                .await
+                .expect("create"),
+            "created once"
+        );
+        let out = h
+            .append_batch(
+                vec![
+                    msg("fresh", "bob", "no", None),
+                    msg("fresh", "ann", "yes", None),
+                ],
+                now,
+            )
+            .await
+            .expect("append");
+        assert!(matches!(out[0], Appended::Forbidden));
+        assert_eq!(seqs(&out[1..]), vec![(true, 1)]);
+        assert!(
+            h.set_member(fresh.clone(), bob.clone(), true)
+                .await
+                .expect("add")
+        );
+        let info = h.room(fresh.clone()).await.expect("room").expect("exists");
+        assert_eq!(
+            (info.private, info.owner.as_ref(), info.members.len()),
+            (true, Some(&ann), 2)
+        );
+        h.set_member(fresh.clone(), bob.clone(), false)
+            .await
+            .expect("remove");
+        let out = h
+            .append_batch(vec![msg("fresh", "bob", "again", None)], now)
+            .await
+            .expect("append");
+        assert!(matches!(out[0], Appended::Forbidden), "removed at once");
+        assert!(
+            !h.set_member(RoomId::lobby(), bob, true)
+                .await
+                .expect("public"),
+            "public rooms have no members to add"
+        );
+    }
+
+    #[tokio::test]
+    async fn pages_stop_at_their_byte_budget() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let h = open(dir.path());
+        let big = "x".repeat(1000);
+        let batch = (0..10).map(|_| msg("a", "ann", &big, None)).collect();
+        h.append_batch(batch, Timestamp::from_unix_ms(0))
+            .await
+            .expect("append");
+        let room = RoomId::new("a").expect("room");
+        let limit = PageLimit {
+            messages: 100,
+            bytes: 3000,
+        };
+        let page = h.read_since(room.clone(), 0, limit).await.expect("read");
+        assert_eq!(page.messages.len(), 3, "3 x (1000 + overhead) reach 3000");
+        let tiny = PageLimit {
+            messages: 100,
+            bytes: 1,
+        };
+        let page = h.read_since(room, 9, tiny).await.expect("read");
+        assert_eq!(page.messages.len(), 1, "at least one message");
     }
 }

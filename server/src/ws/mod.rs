@@ -3,27 +3,24 @@
 //! [`upgrade`] runs every check before any upgrade, each refusal a plain HTTP status:
 //! - `Origin` must be the app's own origin or one allowed by `--allowed-origin` (403), against cross-site
 //!   WebSocket hijacking;
-//! - the token (cookie, `Authorization: Bearer`, or `?token=`) must be valid and unexpired (401); without
-//!   one the connection is a guest's if `--allow-anonymous`, else 401;
-//! - the total and per-address connection limits (503, 429).
+//! - the token (cookie, `Authorization: Bearer`, or `?token=`) must be valid, unexpired and its session
+//!   not signed out (401); without one the connection is a new guest's if `--allow-anonymous` (minting
+//!   guests is budgeted per address: 429), else 401;
+//! - the total, per-address and per-user connection limits (503, 429, 429).
 //!
 //! It then sizes the socket's buffers small and hands the upgraded socket to a [`session`] task tracked by
 //! the node, so that shutdown can close it with 1001 and wait for it.
 
 pub mod session;
 
-use crate::{
-    api::request_token,
-    identity::{self, GUEST_TOKEN_TTL},
-    node::Node,
-};
+use crate::{api::request_token, forwarded::ClientInfo, identity, node::Node};
 use axum::{
-    extract::{ConnectInfo, Query, State, WebSocketUpgrade},
+    extract::{Query, State, WebSocketUpgrade},
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use serde::Deserialize;
-use std::net::SocketAddr;
+use std::time::Instant;
 
 /// tungstenite reads in chunks of this size (its default, 128 KiB per connection, is far too much for
 /// many idle connections).
@@ -55,36 +52,61 @@ fn origin_allowed(node: &Node, headers: &HeaderMap) -> bool {
         .strip_prefix("http://")
         .or_else(|| origin.strip_prefix("https://"))
         .is_some_and(|o| !host.is_empty() && o.eq_ignore_ascii_case(host));
-    own || node
-        .config
-        .allowed_origins
-        .iter()
-        .any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
+    let public = node.config.public_origin.as_deref();
+    own || public.is_some_and(|p| p.trim_end_matches('/').eq_ignore_ascii_case(origin))
+        || node
+            .config
+            .allowed_origins
+            .iter()
+            .any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
 }
 
 /// Checks the handshake and upgrades.
 pub async fn upgrade(
     State(node): State<Node>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    client: ClientInfo,
     Query(query): Query<WsQuery>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    let peer = client.addr;
     if !origin_allowed(&node, &headers) {
         tracing::warn!(%peer, origin = ?headers.get(header::ORIGIN), "refused upgrade: origin not allowed");
         return refuse(StatusCode::FORBIDDEN, "origin not allowed\n");
     }
     let anonymous = node.config.allow_anonymous;
-    let (user, guest, expires_at) = match request_token(&headers, query.token.as_deref()) {
+    let (user, sid, guest, expires_at) = match request_token(&headers, query.token.as_deref()) {
         Some(token) => match node.tokens.verify(&token) {
-            Ok(v) if !v.guest => (v.user, false, Some(v.expires_at)),
-            Ok(v) if anonymous => (v.user, true, None),
+            Ok(v) if !v.guest => match v.sid {
+                Some(sid) if !node.sessions.is_revoked(&sid) => {
+                    (v.user, Some(sid), false, Some(v.expires_at))
+                }
+                _ => {
+                    tracing::debug!(%peer, "refused upgrade: signed-out session");
+                    return refuse(StatusCode::UNAUTHORIZED, "signed out: sign in again\n");
+                }
+            },
+            Ok(v) if anonymous => (v.user, None, true, None),
             Ok(_) | Err(_) => {
                 tracing::debug!(%peer, "refused upgrade: invalid token");
                 return refuse(StatusCode::UNAUTHORIZED, "invalid or expired token\n");
             }
         },
-        None if anonymous => (identity::guest_name(), true, None),
+        None if anonymous => {
+            if node
+                .limits
+                .guests
+                .take(&crate::limits::client_key(peer), Instant::now())
+                .is_err()
+            {
+                tracing::warn!(%peer, "refused upgrade: too many new guests from this address");
+                return refuse(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too many new guests from this address\n",
+                );
+            }
+            (identity::guest_name(), None, true, None)
+        }
         None => return refuse(StatusCode::UNAUTHORIZED, "sign in first: no token\n"),
     };
     let Ok(permit) = node.connections.clone().try_acquire_owned() else {
@@ -92,8 +114,9 @@ pub async fn upgrade(
         return refuse(StatusCode::SERVICE_UNAVAILABLE, "too many connections\n");
     };
     let Some(ip_slot) = node
+        .limits
         .per_ip
-        .acquire(peer.ip(), node.config.max_connections_per_ip)
+        .acquire(peer, node.config.max_connections_per_ip)
     else {
         tracing::warn!(%peer, "refused upgrade: per-address connection limit reached");
         return refuse(
@@ -101,26 +124,35 @@ pub async fn upgrade(
             "too many connections from this address\n",
         );
     };
+    let conn = node.next_conn_id();
+    let Ok(attached) = node.sessions.attach(&user, conn, sid) else {
+        tracing::warn!(%peer, %user, "refused upgrade: per-user connection limit reached");
+        return refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many connections for this user\n",
+        );
+    };
     // Guests get a token for their next connection, to keep their name; accounts already have one.
-    let token = guest.then(|| node.tokens.issue(&user, GUEST_TOKEN_TTL, true).0);
+    let token = guest.then(|| node.tokens.issue_guest(&user));
     let max = node.config.max_message_bytes;
-    let queue = node.config.queue_bytes;
     ws.read_buffer_size(READ_BUFFER_BYTES)
         .write_buffer_size(WRITE_BUFFER_BYTES)
-        .max_write_buffer_size(WRITE_BUFFER_BYTES + queue + max)
+        .max_write_buffer_size(WRITE_BUFFER_BYTES + 4 * max)
         .max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| {
-            let tracked = node.sessions.token();
+            let tracked = node.tasks.token();
             async move {
                 let peer = session::Peer {
+                    conn,
                     addr: peer,
                     user,
                     token,
                     expires_at,
+                    revoked: attached.revoked.clone(),
                 };
                 session::run(socket, node, peer).await;
-                drop((permit, ip_slot, tracked));
+                drop((permit, ip_slot, attached, tracked));
             }
         })
 }

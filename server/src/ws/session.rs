@@ -1,12 +1,20 @@
 //! One WebSocket connection, from welcome to close.
 //!
-//! A session is a single task that owns its socket and selects over four things:
-//! - inbound frames: decoded once ([`shared::decode_client`]); `chat` goes to the [`crate::relay`], `join`
-//!   replays history and subscribes, `leave` unsubscribes, `ping` gets `pong`, anything invalid gets an
-//!   `error` and changes nothing;
+//! A session is a single task that owns its socket and selects over:
+//! - inbound frames: each takes from the connection's frame budget (over it: a `rate_limited` error with
+//!   `retry_after_ms`, and a close with 4029 for a client that keeps ignoring those), then is decoded
+//!   once ([`shared::decode_client`]); `chat` goes to the [`crate::relay`], `join` replays history and
+//!   subscribes, `create`, `invite` and `remove` change rooms through [`crate::access`], `leave`
+//!   unsubscribes, `ping` gets `pong`, anything invalid gets an `error` and changes nothing;
 //! - its [`crate::mailbox`]: room deliveries and acks, written in batches with one flush;
 //! - heartbeats: a WebSocket Ping every `ping_interval`; a peer silent for `ping_timeout` is closed (4000);
-//! - the node's shutdown signal: close with 1001.
+//! - the node's shutdown (1001), the token's expiry and the session being signed out (4501).
+//!
+//! **Nothing waits on the peer without a deadline.** Every write and flush runs under `ping_timeout` and
+//! is abandoned the moment shutdown, expiry or sign-out fires; a peer that accepts no bytes for that long
+//! is dropped (its socket closed, its memory freed), and the close frame itself gets a short deadline. A
+//! replay reads and writes one page at a time, each page bounded by the mailbox's byte budget and flushed
+//! before the next is read, so a stuck reader holds at most one page.
 //!
 //! **Recovery without gaps or duplicates.** On `join {room, since}` the session subscribes to the room
 //! *first*, then replays history after `since` page by page straight to the socket, remembering the last
@@ -17,10 +25,11 @@
 //! The session is generic over the socket (any `Stream` + `Sink` of axum WebSocket messages), so its logic
 //! does not depend on a real network connection.
 
-use crate::limits::TokenBucket;
 use crate::{
-    history::NewMessage,
+    access::AccessError,
+    history::{NewMessage, PageLimit},
     hub::ConnId,
+    limits::{TokenBucket, client_key},
     mailbox::{Mailbox, MailboxReceiver, Outbound, mailbox},
     node::Node,
     relay::AppendRequest,
@@ -30,29 +39,41 @@ use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use shared::{
     ClientMessage, ClientMsgId, ErrorCode, RoomId, Seq, ServerMessage, Timestamp, UserName, close,
 };
-use std::{collections::HashMap, net::SocketAddr, time::Instant};
+use std::{
+    collections::HashMap,
+    future::Future,
+    net::IpAddr,
+    time::{Duration, Instant},
+};
 use tokio::time::{MissedTickBehavior, interval_at, sleep_until};
+use tokio_util::sync::CancellationToken;
 
-/// Messages read from history per page of a replay.
+/// Messages read from history per page of a replay (pages are bounded in bytes too).
 const REPLAY_PAGE: usize = 256;
 /// Rooms one connection may be in at once.
 pub const MAX_ROOMS_PER_CONNECTION: usize = 100;
-/// How long a closing session waits for the peer's close reply.
-const CLOSE_LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long a closing session waits for the close frame to be written and for the peer's reply.
+const CLOSE_LINGER: Duration = Duration::from_secs(1);
 /// Mailbox items written before one flush.
 const WRITE_BATCH: usize = 64;
+/// What a `join` costs from the frame budget: it may replay a whole page of history.
+const JOIN_COST: f64 = 5.0;
 
 /// Who is on the other end.
 #[derive(Debug)]
 pub struct Peer {
-    /// Remote address.
-    pub addr: SocketAddr,
+    /// This connection's id.
+    pub conn: ConnId,
+    /// The client's address (through a trusted proxy).
+    pub addr: IpAddr,
     /// The name this connection speaks as.
     pub user: UserName,
     /// A guest token for the next connection (sent in the welcome); accounts have their own.
     pub token: Option<String>,
     /// When the account token expires: the session is closed with 4501 then.
     pub expires_at: Option<Timestamp>,
+    /// Cancelled when the session this connection signed in with is revoked: closed with 4501.
+    pub revoked: CancellationToken,
 }
 
 /// Why a session ended.
@@ -60,10 +81,53 @@ pub struct Peer {
 enum End {
     /// The peer closed or vanished.
     PeerGone,
-    /// We closed with this code.
+    /// We close with this code.
     Closed(u16, &'static str),
     /// Writing failed.
     WriteFailed,
+    /// The peer accepted no bytes within the write deadline.
+    Stuck,
+}
+
+/// What ends a session from outside, checked during every wait, writes included.
+#[derive(Debug)]
+struct Stops {
+    shutdown: CancellationToken,
+    revoked: CancellationToken,
+    expires: Option<tokio::time::Instant>,
+}
+
+impl Stops {
+    /// Completes with the reason to stop as soon as there is one.
+    async fn fired(&self) -> End {
+        let expiry = async {
+            match self.expires {
+                Some(at) => sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = self.shutdown.cancelled() => End::Closed(close::GOING_AWAY, "server shutting down"),
+            () = self.revoked.cancelled() => End::Closed(close::UNAUTHORIZED, "signed out: sign in again"),
+            () = expiry => End::Closed(close::UNAUTHORIZED, "session expired: sign in again"),
+        }
+    }
+}
+
+/// Runs one socket operation under the write deadline, abandoning it when the session must stop.
+async fn guarded(
+    op: impl Future<Output = Result<(), axum::Error>>,
+    stops: &Stops,
+    deadline: Duration,
+) -> Result<(), End> {
+    tokio::select! {
+        end = stops.fired() => Err(end),
+        done = tokio::time::timeout(deadline, op) => match done {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(End::WriteFailed),
+            Err(_) => Err(End::Stuck),
+        },
+    }
 }
 
 struct Session<S> {
@@ -71,12 +135,18 @@ struct Session<S> {
     node: Node,
     conn: ConnId,
     user: UserName,
+    addr: IpAddr,
     mailbox: Mailbox,
     /// Joined rooms and the last `seq` written to the socket for each (`None`: nothing yet, deliver all).
     rooms: HashMap<RoomId, Option<Seq>>,
     last_heard: Instant,
-    /// This connection's message rate.
-    rate: TokenBucket,
+    /// This connection's frame budget.
+    frames: TokenBucket,
+    /// Frames refused for the budget since the last one accepted.
+    strikes: u32,
+    stops: Stops,
+    /// How long one write or flush may take.
+    write_deadline: Duration,
 }
 
 /// Serves one upgraded connection until it closes.
@@ -84,22 +154,37 @@ pub async fn run<S>(socket: S, node: Node, peer: Peer)
 where
     S: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Unpin,
 {
-    let conn = node.next_conn_id();
+    let conn = peer.conn;
     let (mailbox, rx) = mailbox(node.config.queue_bytes);
     let started = Instant::now();
     tracing::info!(conn, user = %peer.user, peer = %peer.addr, "connected");
-    let rate = TokenBucket::new(node.config.rate_limit, node.config.rate_burst);
+    let config = &node.config;
+    let frames = TokenBucket::new(config.rate_limit, config.rate_burst);
+    let expires = peer.expires_at.map(|at| {
+        let ms = at.unix_ms().saturating_sub(crate::now().unix_ms()).max(0) as u64;
+        tokio::time::Instant::now() + Duration::from_millis(ms)
+    });
+    let stops = Stops {
+        shutdown: node.shutdown.clone(),
+        revoked: peer.revoked,
+        expires,
+    };
+    let write_deadline = config.ping_timeout;
     let mut session = Session {
         socket,
-        node,
         conn,
         user: peer.user,
+        addr: peer.addr,
         mailbox,
         rooms: HashMap::new(),
         last_heard: Instant::now(),
-        rate,
+        frames,
+        strikes: 0,
+        stops,
+        write_deadline,
+        node,
     };
-    let end = session.serve(rx, peer.token, peer.expires_at).await;
+    let end = session.serve(rx, peer.token).await;
     for room in session.rooms.keys() {
         session.node.hub.leave(room, conn);
     }
@@ -108,6 +193,11 @@ where
         End::PeerGone => tracing::info!(conn, duration_ms, "disconnected"),
         End::Closed(code, why) => tracing::info!(conn, duration_ms, code, why, "disconnected"),
         End::WriteFailed => tracing::info!(conn, duration_ms, "disconnected: write failed"),
+        End::Stuck => tracing::info!(
+            conn,
+            duration_ms,
+            "disconnected: the peer accepted nothing before the write deadline"
+        ),
     }
 }
 
@@ -115,19 +205,29 @@ impl<S> Session<S>
 where
     S: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Unpin,
 {
-    async fn serve(
-        &mut self,
-        mut rx: MailboxReceiver,
-        token: Option<String>,
-        expires_at: Option<Timestamp>,
-    ) -> End {
+    async fn serve(&mut self, mut rx: MailboxReceiver, token: Option<String>) -> End {
+        let end = self.serve_until_end(&mut rx, token).await;
+        // Free what was queued for this connection before lingering over the close.
+        drop(rx);
+        match end {
+            End::Closed(code, reason) => self.close(code, reason).await,
+            End::Stuck => {
+                // Try to say why, briefly; a peer that reads nothing will not see it.
+                let _ = tokio::time::timeout(CLOSE_LINGER, self.socket.close()).await;
+            }
+            End::PeerGone | End::WriteFailed => {}
+        }
+        end
+    }
+
+    async fn serve_until_end(&mut self, rx: &mut MailboxReceiver, token: Option<String>) -> End {
         let welcome = ServerMessage::Status {
             message: "Welcome to the chat!".into(),
             user: Some(self.user.clone()),
             token,
         };
-        if self.send(&welcome).await.is_err() {
-            return End::WriteFailed;
+        if let Err(end) = self.send(&welcome).await {
+            return end;
         }
         self.subscribe(RoomId::lobby(), None);
 
@@ -137,22 +237,10 @@ where
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let deadline = sleep_until(tokio::time::Instant::from_std(self.last_heard + timeout));
         tokio::pin!(deadline);
-        let shutdown = self.node.shutdown.clone();
-        let expiry = async move {
-            match expires_at {
-                Some(at) => {
-                    let ms = at.unix_ms().saturating_sub(crate::now().unix_ms()).max(0) as u64;
-                    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
-                }
-                None => std::future::pending().await,
-            }
-        };
-        tokio::pin!(expiry);
 
         loop {
             let step = tokio::select! {
-                _ = shutdown.cancelled() => Err(End::Closed(close::GOING_AWAY, "server shutting down")),
-                _ = &mut expiry => Err(End::Closed(close::UNAUTHORIZED, "session expired: sign in again")),
+                end = self.stops.fired() => Err(end),
                 inbound = self.socket.next() => match inbound {
                     None => Err(End::PeerGone),
                     Some(Ok(frame)) => {
@@ -162,7 +250,7 @@ where
                     Some(Err(e)) => Err(read_error_end(&e)),
                 },
                 item = rx.recv() => match item {
-                    Some(item) => self.write_mailbox(item, &mut rx).await,
+                    Some(item) => self.write_mailbox(item, rx).await,
                     None => Err(End::PeerGone),
                 },
                 _ = ping.tick() => self.write(Message::Ping(Default::default()), true).await,
@@ -177,24 +265,23 @@ where
                 }
             };
             if let Err(end) = step {
-                if let End::Closed(code, reason) = end {
-                    self.close(code, reason).await;
-                }
                 return end;
             }
         }
     }
 
-    /// Sends a close frame and lingers briefly for the peer's reply, so the close frame is read before the
-    /// TCP connection goes away (closing a socket with unread input resets it, and the peer would see 1006).
+    /// Sends a close frame (with a deadline) and lingers briefly for the peer's reply, so the close frame
+    /// is read before the TCP connection goes away (closing a socket with unread input resets it, and the
+    /// peer would see 1006).
     async fn close(&mut self, code: u16, reason: &'static str) {
         let frame = CloseFrame {
             code,
             reason: Utf8Bytes::from_static(reason),
         };
-        // Best effort: the peer may already be gone.
-        if self.socket.send(Message::Close(Some(frame))).await.is_err() {
-            return;
+        let sent =
+            tokio::time::timeout(CLOSE_LINGER, self.socket.send(Message::Close(Some(frame))));
+        if !matches!(sent.await, Ok(Ok(()))) {
+            return; // the peer is gone or reads nothing
         }
         if code == close::MESSAGE_TOO_BIG {
             // The rest of the oversized frame is still unread and must not be read into memory: just give
@@ -212,11 +299,50 @@ where
         .await;
     }
 
+    /// Takes `cost` from the frame budget; `Err` is how long to wait.
+    fn take_frame_budget(&mut self, cost: f64) -> Result<(), Duration> {
+        let now = Instant::now();
+        if self.frames.try_take_n(cost, now) {
+            Ok(())
+        } else {
+            Err(self.frames.wait(now).max(Duration::from_millis(1)))
+        }
+    }
+
+    /// Refuses a frame for the budget; a client that keeps sending regardless is closed.
+    async fn rate_limited(
+        &mut self,
+        wait: Duration,
+        id: Option<ClientMsgId>,
+        room: Option<RoomId>,
+    ) -> Result<(), End> {
+        self.strikes += 1;
+        let config = &self.node.config;
+        let tolerance = (4 * config.rate_burst).max(100);
+        if self.strikes > tolerance {
+            return Err(End::Closed(
+                close::RATE_LIMITED,
+                "too many frames after rate_limited errors",
+            ));
+        }
+        self.send(&ServerMessage::Error {
+            code: ErrorCode::RateLimited,
+            message: "too many messages; send it again after retry_after_ms".into(),
+            id,
+            room,
+            retry_after_ms: Some(wait.as_millis().max(1) as u64),
+        })
+        .await
+    }
+
     /// Handles one inbound frame. `Err` ends the session.
     async fn on_frame(&mut self, frame: Message) -> Result<(), End> {
         let text = match frame {
             Message::Text(text) => text,
             Message::Binary(_) => {
+                if let Err(wait) = self.take_frame_budget(1.0) {
+                    return self.rate_limited(wait, None, None).await;
+                }
                 let refusal = ServerMessage::error(
                     ErrorCode::BinaryUnsupported,
                     "binary frames are not supported; send JSON text",
@@ -224,102 +350,99 @@ where
                 return self.send(&refusal).await;
             }
             Message::Close(_) => return Err(End::PeerGone),
+            // Control frames cost nothing to answer (tungstenite queues one pong for many pings).
             Message::Ping(_) | Message::Pong(_) => return Ok(()),
         };
-        let message = match shared::decode_client(text.as_str()) {
+        let decoded = shared::decode_client(text.as_str());
+        let cost = match &decoded {
+            Ok(ClientMessage::Join { .. }) => JOIN_COST,
+            _ => 1.0,
+        };
+        if let Err(wait) = self.take_frame_budget(cost) {
+            let (id, room) = match decoded {
+                Ok(ClientMessage::Chat { id, room, .. }) => (id, Some(room.unwrap_or_default())),
+                Ok(
+                    ClientMessage::Join { room, .. }
+                    | ClientMessage::Create { room, .. }
+                    | ClientMessage::Leave { room }
+                    | ClientMessage::Invite { room, .. }
+                    | ClientMessage::Remove { room, .. },
+                ) => (None, Some(room)),
+                Ok(ClientMessage::Ping) => (None, None),
+                Err(e) => (e.id, None),
+            };
+            return self.rate_limited(wait, id, room).await;
+        }
+        self.strikes = 0;
+        let message = match decoded {
             Ok(m) => m,
             Err(e) => {
-                let refusal = ServerMessage::Error {
-                    code: e.code,
-                    message: e.message,
-                    id: e.id,
-                    room: None,
-                };
-                return self.send(&refusal).await;
+                return self
+                    .send(&ServerMessage::refusal(e.code, e.message, e.id, None))
+                    .await;
             }
         };
         match message {
             ClientMessage::Chat { text, room, id } => {
                 let room = room.unwrap_or_default();
-                if !self.node.access.allowed(&room, &self.user) {
-                    return self
-                        .refuse(ErrorCode::Forbidden, "this room is private", id, Some(room))
-                        .await;
-                }
-                if !self.within_rate() {
-                    return self
-                        .refuse(
-                            ErrorCode::RateLimited,
-                            "too many messages; send it again later",
-                            id,
-                            Some(room),
-                        )
-                        .await;
-                }
-                let request = AppendRequest {
-                    message: NewMessage {
-                        room,
-                        sender: self.user.clone(),
-                        text,
-                        client_id: id.clone(),
-                    },
-                    origin: self.conn,
-                    reply: self.mailbox.clone(),
-                };
-                if self.node.relay.submit(request).await.is_err() {
-                    let refusal = ServerMessage::Error {
-                        code: ErrorCode::Unavailable,
-                        message: "the server is shutting down; send it again".into(),
-                        id,
-                        room: None,
-                    };
-                    return self.send(&refusal).await;
-                }
-                Ok(())
+                self.chat(room, text, id).await
             }
-            ClientMessage::Join {
-                room,
-                since,
-                private,
-            } => {
-                if private && !self.node.access.is_private(&room) {
-                    if let Err(refusal) = self.create_private(&room).await {
-                        return self.send(&refusal).await;
-                    }
-                } else if !self.node.access.allowed(&room, &self.user) {
-                    return self
-                        .refuse(
-                            ErrorCode::Forbidden,
-                            "this room is private",
-                            None,
-                            Some(room),
-                        )
-                        .await;
+            ClientMessage::Join { room, since } => {
+                if !self.allowed(&room).await? {
+                    return self.forbidden(room).await;
                 }
                 self.join(room, since).await
             }
+            ClientMessage::Create { room, private } => {
+                match self.node.access.create(&room, &self.user, private).await {
+                    Ok(()) => {
+                        tracing::info!(conn = self.conn, %room, private, "room created");
+                        self.send(&ServerMessage::Created {
+                            room: room.clone(),
+                            private,
+                        })
+                        .await?;
+                        self.join(room, None).await
+                    }
+                    Err(AccessError::Exists) => {
+                        self.refuse(ErrorCode::RoomExists, "that room name is taken", room)
+                            .await
+                    }
+                    Err(e) => self.unavailable(room, &e).await,
+                }
+            }
             ClientMessage::Invite { room, user } => {
+                let Some(user) = self.account(&user).await? else {
+                    return self
+                        .refuse(ErrorCode::UnknownUser, "no account has that name", room)
+                        .await;
+                };
                 match self.node.access.invite(&room, &self.user, &user).await {
                     Ok(()) => self.send(&ServerMessage::Invited { room, user }).await,
-                    Err(crate::access::AccessError::Forbidden) => {
+                    Err(AccessError::Forbidden | AccessError::Exists) => {
                         self.refuse(
                             ErrorCode::Forbidden,
                             "only members of a private room can invite to it",
-                            None,
-                            Some(room),
+                            room,
                         )
                         .await
                     }
-                    Err(e) => {
-                        tracing::error!(conn = self.conn, error = %e, "invite failed");
+                    Err(e) => self.unavailable(room, &e).await,
+                }
+            }
+            ClientMessage::Remove { room, user } => {
+                let user = self.account(&user).await?.unwrap_or(user);
+                match self.node.access.remove(&room, &self.user, &user).await {
+                    Ok(()) => self.send(&ServerMessage::Removed { room, user }).await,
+                    Err(AccessError::Forbidden | AccessError::Exists) => {
                         self.refuse(
-                            ErrorCode::Unavailable,
-                            "the invitation could not be stored; try again",
-                            None,
-                            Some(room),
+                            ErrorCode::Forbidden,
+                            "only the owner of a private room can remove members",
+                            room,
                         )
                         .await
                     }
+                    Err(e) => self.unavailable(room, &e).await,
                 }
             }
             ClientMessage::Leave { room } => {
@@ -332,70 +455,104 @@ where
         }
     }
 
-    /// Takes a message's worth from this connection's and this user's rate buckets, or from neither.
-    fn within_rate(&mut self) -> bool {
-        let now = Instant::now();
-        if !self.rate.try_take(now) {
-            return false;
-        }
-        if !self.node.user_rates.try_take(&self.user, now) {
-            self.rate.give_back();
-            return false;
-        }
-        true
-    }
-
-    /// Sends an `error` about a refused request.
-    async fn refuse(
+    /// A chat: checked here (room access, the user's and the address's budgets), then to the relay.
+    async fn chat(
         &mut self,
-        code: ErrorCode,
-        message: &str,
+        room: RoomId,
+        text: shared::ChatText,
         id: Option<ClientMsgId>,
-        room: Option<RoomId>,
     ) -> Result<(), End> {
-        self.send(&ServerMessage::Error {
-            code,
-            message: message.into(),
-            id,
-            room,
-        })
-        .await
+        if !self.allowed(&room).await? {
+            let refusal = ServerMessage::refusal(
+                ErrorCode::Forbidden,
+                "this room is private",
+                id,
+                Some(room),
+            );
+            return self.send(&refusal).await;
+        }
+        let limits = &self.node.limits;
+        let now = Instant::now();
+        let address = client_key(self.addr);
+        if let Err(wait) = limits.user_chats.take(&self.user, now) {
+            self.frames.give_back(1.0);
+            return self.rate_limited(wait, id, Some(room)).await;
+        }
+        if let Err(wait) = limits.address_chats.take(&address, now) {
+            limits.user_chats.give_back(&self.user, 1.0, now);
+            self.frames.give_back(1.0);
+            return self.rate_limited(wait, id, Some(room)).await;
+        }
+        let request = AppendRequest {
+            message: NewMessage {
+                room,
+                sender: self.user.clone(),
+                text,
+                client_id: id.clone(),
+            },
+            origin: self.conn,
+            reply: self.mailbox.clone(),
+        };
+        if self.node.relay.submit(request).await.is_err() {
+            let refusal = ServerMessage::refusal(
+                ErrorCode::Unavailable,
+                "the server is shutting down; send it again",
+                id,
+                None,
+            );
+            return self.send(&refusal).await;
+        }
+        Ok(())
     }
 
-    /// Makes `room` private with this user as its only member, if it is new: no history, nobody in it.
-    async fn create_private(&mut self, room: &RoomId) -> Result<(), ServerMessage> {
-        let refusal = |code, message: &str| ServerMessage::Error {
-            code,
-            message: message.into(),
-            id: None,
-            room: Some(room.clone()),
-        };
-        let head = match self.node.history.read_since(room.clone(), 0, 0).await {
-            Ok(page) => page.head,
+    /// Whether this user may use `room` (a storage failure is said to the client and counts as no).
+    async fn allowed(&mut self, room: &RoomId) -> Result<bool, End> {
+        match self.node.access.allowed(room, &self.user).await {
+            Ok(allowed) => Ok(allowed),
             Err(e) => {
-                tracing::error!(conn = self.conn, error = %e, "reading history failed");
-                return Err(refusal(ErrorCode::Unavailable, "try again later"));
+                self.unavailable(room.clone(), &e).await?;
+                Ok(false)
             }
-        };
-        if head > 0 || self.node.hub.member_count(room) > 0 {
-            return Err(refusal(
-                ErrorCode::Forbidden,
-                "only a new room can be made private; this one is public",
-            ));
         }
-        self.node
-            .access
-            .create_private(room, &self.user)
+    }
+
+    /// The account called `name` (in any case), as registered.
+    async fn account(&mut self, name: &UserName) -> Result<Option<UserName>, End> {
+        match self.node.accounts.find(name).await {
+            Ok(found) => Ok(found),
+            Err(e) => {
+                tracing::error!(conn = self.conn, error = %e, "looking up an account failed");
+                Ok(None)
+            }
+        }
+    }
+
+    async fn forbidden(&mut self, room: RoomId) -> Result<(), End> {
+        self.refuse(ErrorCode::Forbidden, "this room is private", room)
             .await
-            .map_err(|e| {
-                tracing::error!(conn = self.conn, error = %e, "creating a private room failed");
-                refusal(ErrorCode::Unavailable, "try again later")
-            })
+    }
+
+    async fn unavailable(
+        &mut self,
+        room: RoomId,
+        error: &(dyn std::fmt::Display + Sync),
+    ) -> Result<(), End> {
+        tracing::error!(conn = self.conn, %room, error = %error, "room request failed");
+        self.refuse(ErrorCode::Unavailable, "try again later", room)
+            .await
+    }
+
+    /// Sends an `error` about a refused request concerning `room`.
+    async fn refuse(&mut self, code: ErrorCode, message: &str, room: RoomId) -> Result<(), End> {
+        self.send(&ServerMessage::refusal(code, message, None, Some(room)))
+            .await
     }
 
     fn subscribe(&mut self, room: RoomId, last_sent: Option<Seq>) {
         if !self.rooms.contains_key(&room) {
-            self.node.hub.join(&room, self.conn, &self.mailbox);
+            self.node
+                .hub
+                .join(&room, self.conn, &self.user, &self.mailbox);
         }
         self.rooms.insert(room, last_sent);
     }
@@ -403,68 +560,76 @@ where
     /// Subscribes to `room`, replays what came after `since`, then says `joined`.
     async fn join(&mut self, room: RoomId, since: Option<Seq>) -> Result<(), End> {
         if !self.rooms.contains_key(&room) && self.rooms.len() >= MAX_ROOMS_PER_CONNECTION {
-            let refusal = ServerMessage::Error {
-                code: ErrorCode::BadField,
-                message: format!("a connection can be in at most {MAX_ROOMS_PER_CONNECTION} rooms"),
-                id: None,
-                room: Some(room),
-            };
-            return self.send(&refusal).await;
+            let message =
+                format!("a connection can be in at most {MAX_ROOMS_PER_CONNECTION} rooms");
+            return self.refuse(ErrorCode::BadField, &message, room).await;
         }
         // Subscribe before reading, so nothing stored from now on is missed (see the module docs). Until
         // the replay sets it, deliveries are not filtered.
         self.subscribe(room.clone(), None);
+        // The room may have become private between the check and the subscription; the change evicted
+        // whoever was subscribed then, and this check catches whoever subscribed after.
+        if !self.allowed(&room).await? {
+            self.rooms.remove(&room);
+            self.node.hub.leave(&room, self.conn);
+            return self.forbidden(room).await;
+        }
         let history = std::sync::Arc::clone(&self.node.history);
+        let limit = PageLimit {
+            messages: if since.is_some() { REPLAY_PAGE } else { 0 },
+            bytes: self.node.config.queue_bytes,
+        };
         let mut cursor = since.unwrap_or(0);
-        let mut head;
         let mut first_page = true;
-        loop {
-            let limit = if since.is_some() { REPLAY_PAGE } else { 0 };
+        let head = loop {
             let page = match history.read_since(room.clone(), cursor, limit).await {
                 Ok(page) => page,
                 Err(e) => {
                     tracing::error!(conn = self.conn, %room, error = %e, "reading history failed");
-                    let refusal = ServerMessage::Error {
-                        code: ErrorCode::Unavailable,
-                        message: "history is unavailable right now; join again later".into(),
-                        id: None,
-                        room: Some(room),
-                    };
-                    return self.send(&refusal).await;
+                    return self
+                        .refuse(
+                            ErrorCode::Unavailable,
+                            "history is unavailable right now; join again later",
+                            room,
+                        )
+                        .await;
                 }
             };
-            head = page.head;
-            let Some(since) = since else { break };
+            let Some(since) = since else { break page.head };
             if first_page {
                 first_page = false;
                 // A client ahead of the server's head saw history this server no longer has; from here on
                 // it gets everything after the head.
-                cursor = cursor.min(head);
-                if since < head && since + 1 < page.first_retained {
-                    let notice = ServerMessage::Error {
-                        code: ErrorCode::HistoryTruncated,
-                        message: format!(
+                cursor = cursor.min(page.head);
+                if since < page.head && since + 1 < page.first_retained {
+                    let notice = ServerMessage::refusal(
+                        ErrorCode::HistoryTruncated,
+                        format!(
                             "messages {}..{} of {room} are no longer kept; replaying from {}",
                             since + 1,
                             page.first_retained - 1,
                             page.first_retained
                         ),
-                        id: None,
-                        room: Some(room.clone()),
-                    };
+                        None,
+                        Some(room.clone()),
+                    );
                     self.feed(&notice).await?;
                 }
             }
-            let full = page.messages.len() == REPLAY_PAGE;
+            let Some(last) = page.messages.last().map(|m| m.seq) else {
+                break page.head;
+            };
             for stored in page.messages {
-                cursor = stored.seq;
                 self.feed(&stored.into_frame()).await?;
             }
+            cursor = last;
             self.rooms.insert(room.clone(), Some(cursor));
-            if !full {
-                break;
+            // One page at a time on the wire: the next is read only once this one is written.
+            self.flush().await?;
+            if cursor >= page.head {
+                break page.head;
             }
-        }
+        };
         self.send(&ServerMessage::Joined {
             room,
             head: head.max(cursor),
@@ -489,6 +654,11 @@ where
                     ));
                 }
                 Outbound::Direct(frame) => self.write(Message::Text(frame), false).await?,
+                Outbound::Evicted(room) => {
+                    if self.rooms.remove(&room).is_some() {
+                        self.feed(&ServerMessage::Left { room }).await?;
+                    }
+                }
                 Outbound::Delivery(published) => {
                     let Some(last) = self.rooms.get_mut(&published.room) else {
                         continue; // left the room since it was queued
@@ -506,7 +676,7 @@ where
                 next = rx.try_recv();
             }
         }
-        self.socket.flush().await.map_err(|_| End::WriteFailed)
+        self.flush().await
     }
 
     async fn send(&mut self, message: &ServerMessage) -> Result<(), End> {
@@ -520,12 +690,15 @@ where
     }
 
     async fn write(&mut self, message: Message, flush: bool) -> Result<(), End> {
-        let result = if flush {
-            self.socket.send(message).await
+        if flush {
+            guarded(self.socket.send(message), &self.stops, self.write_deadline).await
         } else {
-            self.socket.feed(message).await
-        };
-        result.map_err(|_| End::WriteFailed)
+            guarded(self.socket.feed(message), &self.stops, self.write_deadline).await
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), End> {
+        guarded(self.socket.flush(), &self.stops, self.write_deadline).await
     }
 }
 

@@ -39,6 +39,8 @@ impl TestServer {
         // Most tests are about delivery, not about accounts or flooding; those tests turn these back.
         config.allow_anonymous = true;
         config.rate_limit = 0.0;
+        config.login_failures_per_minute = 0;
+        config.registrations_per_hour = 0;
         adjust(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -83,6 +85,11 @@ pub(crate) struct ServerProcess {
 
 impl ServerProcess {
     pub(crate) async fn start(data_dir: &std::path::Path) -> Self {
+        Self::start_with(data_dir, &[]).await
+    }
+
+    /// Starts the binary with `extra` flags after the test defaults (guests in, no rate limit).
+    pub(crate) async fn start_with(data_dir: &std::path::Path, extra: &[&str]) -> Self {
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_server"))
             .args([
                 "--bind",
@@ -90,9 +97,19 @@ impl ServerProcess {
                 "--allow-anonymous",
                 "--rate-limit",
                 "0",
+                "--max-connections-per-ip",
+                "0",
+                "--login-failures-per-minute",
+                "0",
+                "--registrations-per-hour",
+                "0",
+                "--static-dir",
+                "/nonexistent",
                 "--data-dir",
             ])
             .arg(data_dir)
+            .args(extra)
+            .env_clear()
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
@@ -128,15 +145,33 @@ impl ServerProcess {
 
     /// The process's resident memory, in bytes (Linux).
     pub(crate) fn rss_bytes(&self) -> u64 {
+        self.status_kb("VmRSS:") * 1024
+    }
+
+    /// The most resident memory the process ever had, in bytes (Linux).
+    pub(crate) fn peak_rss_bytes(&self) -> u64 {
+        self.status_kb("VmHWM:") * 1024
+    }
+
+    fn status_kb(&self, field: &str) -> u64 {
         let pid = self.child.id().expect("running");
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-        let kb: u64 = status
+        status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.split_whitespace().next())
             .and_then(|v| v.parse().ok())
-            .expect("VmRSS");
-        kb * 1024
+            .unwrap_or_else(|| panic!("{field} in /proc/PID/status"))
+    }
+
+    /// How many sockets (listening, connected) the process holds open.
+    pub(crate) fn open_sockets(&self) -> usize {
+        let pid = self.child.id().expect("running");
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .expect("proc fd")
+            .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+            .filter(|target| target.to_string_lossy().starts_with("socket:"))
+            .count()
     }
 
     /// SIGTERM, then the exit status (within [`WAIT`]).
@@ -248,6 +283,15 @@ impl Client {
         }
     }
 
+    /// The next JSON frame, or `Err` with the close code once the server closed.
+    pub(crate) async fn next_json_or_close(&mut self) -> Result<Value, Option<u16>> {
+        match self.next_frame(WAIT).await {
+            Some(Frame::Json(v)) => Ok(v),
+            Some(Frame::Closed(code)) => Err(code),
+            None => panic!("nothing within {WAIT:?}"),
+        }
+    }
+
     /// Waits for the server to close the connection and returns the close code.
     pub(crate) async fn closed(&mut self) -> Option<u16> {
         loop {
@@ -290,6 +334,23 @@ impl Client {
 enum Frame {
     Json(Value),
     Closed(Option<u16>),
+}
+
+/// Waits until `check` holds, polling; fails the test with `what` after [`WAIT`]. Tests wait on
+/// conditions with this, never on fixed sleeps.
+pub(crate) async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within {WAIT:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Sends `n` chats with ids `{prefix}-{i}` to `room` and waits for every ack; returns the acked seqs.
@@ -363,8 +424,12 @@ pub(crate) async fn http(
 /// A raw TCP connection that has sent a WebSocket upgrade request and nothing else (the server's 101
 /// response is left unread): for tests of what a client library would hide.
 pub(crate) async fn raw_upgrade(addr: SocketAddr) -> TcpStream {
+    raw_upgrade_on(TcpStream::connect(addr).await.expect("connect"), addr).await
+}
+
+/// Like [`raw_upgrade`], on a connection made by the caller (e.g. with a small receive buffer).
+pub(crate) async fn raw_upgrade_on(mut tcp: TcpStream, addr: SocketAddr) -> TcpStream {
     use tokio::io::AsyncWriteExt;
-    let mut tcp = TcpStream::connect(addr).await.expect("connect");
     let request = format!(
         "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
@@ -387,4 +452,34 @@ pub(crate) fn server_frames(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
         bytes = &bytes[header + len..];
     }
     frames
+}
+
+/// A raw TCP connection past the WebSocket handshake (101 read), for sending frames by hand.
+pub(crate) async fn raw_handshake(addr: SocketAddr) -> TcpStream {
+    raw_handshake_on(TcpStream::connect(addr).await.expect("connect"), addr).await
+}
+
+/// Like [`raw_handshake`], on a connection made by the caller.
+pub(crate) async fn raw_handshake_on(tcp: TcpStream, addr: SocketAddr) -> TcpStream {
+    use tokio::io::AsyncReadExt;
+    let mut tcp = raw_upgrade_on(tcp, addr).await;
+    let mut buf = [0u8; 1024];
+    let n = tcp.read(&mut buf).await.expect("read");
+    assert!(buf[..n].starts_with(b"HTTP/1.1 101"));
+    tcp
+}
+
+/// Writes one masked client frame (mask 0, so the payload goes as is); payloads up to 64 KiB.
+pub(crate) async fn send_masked(tcp: &mut TcpStream, opcode: u8, payload: &[u8]) {
+    use tokio::io::AsyncWriteExt;
+    let mut frame = vec![0x80 | opcode];
+    if payload.len() < 126 {
+        frame.push(0x80 | payload.len() as u8);
+    } else {
+        frame.push(0x80 | 126);
+        frame.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    }
+    frame.extend_from_slice(&[0, 0, 0, 0]);
+    frame.extend_from_slice(payload);
+    tcp.write_all(&frame).await.expect("write");
 }

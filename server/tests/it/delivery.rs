@@ -79,38 +79,90 @@ async fn a_client_that_missed_100_messages_gets_exactly_those_in_order() {
 }
 
 #[tokio::test]
-async fn joining_during_traffic_has_no_gap_and_no_duplicate() {
-    const N: u64 = 400;
+async fn concurrent_senders_and_a_joiner_in_the_middle_see_one_gap_free_order() {
+    const SENDERS: usize = 3;
+    const EACH: usize = 150;
+    const TOTAL: u64 = (SENDERS * EACH) as u64;
     let server = TestServer::start().await;
     let url = server.ws_url();
-    let mut a = Client::connect(&url).await;
-    let sender = tokio::spawn(async move {
-        send_acked(&mut a, "busy", "m", N as usize).await;
-    });
-    let mut b = Client::connect(&url).await;
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    join(&mut b, "busy", Some(0)).await;
-    let mut seqs = Vec::new();
-    let mut joined_at = None;
-    while seqs.last() != Some(&N) || joined_at.is_none() {
-        let m = b.recv().await;
-        match m["type"].as_str() {
-            Some("chat") => seqs.push(m["seq"].as_u64().expect("seq")),
-            Some("joined") => joined_at = Some(seqs.len()),
-            _ => panic!("unexpected {m}"),
+    let mut watcher = Client::connect(&url).await;
+    join(&mut watcher, "busy", Some(0)).await;
+    watcher.expect("joined").await;
+    // Senders pause half way (first barrier) until the joiner's join is on the wire (second barrier).
+    let halfway = std::sync::Arc::new(tokio::sync::Barrier::new(SENDERS + 1));
+    let resume = std::sync::Arc::new(tokio::sync::Barrier::new(SENDERS + 1));
+    let mut senders = Vec::new();
+    for s in 0..SENDERS {
+        let (url, halfway, resume) = (url.clone(), halfway.clone(), resume.clone());
+        senders.push(tokio::spawn(async move {
+            let mut c = Client::connect(&url).await;
+            for i in 0..EACH {
+                if i == EACH / 2 {
+                    halfway.wait().await;
+                    resume.wait().await;
+                }
+                c.chat("busy", &format!("s{s}-{i}"), &format!("from {s}"))
+                    .await;
+            }
+            let mut acked = Vec::new();
+            for _ in 0..EACH {
+                let ack = c.expect("ack").await;
+                acked.push((
+                    ack["id"].as_str().expect("id").to_owned(),
+                    ack["seq"].as_u64().expect("seq"),
+                ));
+            }
+            acked
+        }));
+    }
+    halfway.wait().await;
+    let mut joiner = Client::connect(&url).await;
+    join(&mut joiner, "busy", Some(0)).await;
+    resume.wait().await;
+
+    let mut acks = std::collections::HashMap::new();
+    for sender in senders {
+        for (id, seq) in sender.await.expect("sender") {
+            assert!(acks.insert(seq, id).is_none(), "seq {seq} acked twice");
         }
     }
-    assert!(
-        joined_at.is_some(),
-        "joined arrives before the live tail ends"
+    let mut sequences = Vec::new();
+    for (who, client) in [("watcher", &mut watcher), ("joiner", &mut joiner)] {
+        let mut seen = Vec::new();
+        let mut joined = false;
+        while seen.len() < TOTAL as usize || (who == "joiner" && !joined) {
+            let m = client.recv().await;
+            match m["type"].as_str() {
+                Some("chat") => {
+                    let seq = m["seq"].as_u64().expect("seq");
+                    assert_eq!(
+                        acks.get(&seq).map(String::as_str),
+                        m["id"].as_str(),
+                        "{who}: seq {seq} is the message acked with it"
+                    );
+                    seen.push(seq);
+                }
+                Some("joined") => joined = true,
+                _ => panic!("{who}: unexpected {m}"),
+            }
+        }
+        client.expect_silence(QUIET).await;
+        sequences.push(seen);
+    }
+    let all: Vec<u64> = (1..=TOTAL).collect();
+    assert_eq!(
+        sequences[0], all,
+        "the watcher sees every seq once, in order"
     );
     assert_eq!(
-        seqs,
-        (1..=N).collect::<Vec<_>>(),
-        "every seq exactly once, in order"
+        sequences[1], all,
+        "so does the joiner, across replay and live"
     );
-    sender.await.expect("sender");
-    b.expect_silence(QUIET).await;
+    assert_eq!(
+        acks.len(),
+        TOTAL as usize,
+        "and every seq was acked to its sender"
+    );
 }
 
 #[tokio::test]
@@ -178,7 +230,7 @@ async fn since_older_than_retention_says_so_and_sends_what_is_kept() {
     let url = server.ws_url();
     let mut a = Client::connect(&url).await;
     send_acked(&mut a, "r", "m", 10).await;
-    // Retention runs when the relay starts and then every minute; a restart applies it now.
+    // Retention runs before a server serves and then every minute; a restart applies it now.
     let mut server = server;
     let dir = server.dir.path().to_owned();
     server.stop().await;
@@ -188,7 +240,6 @@ async fn since_older_than_retention_says_so_and_sends_what_is_kept() {
     })
     .await;
     let mut b = Client::connect(&server.ws_url()).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
     join(&mut b, "r", Some(2)).await;
     let notice = b.expect("error").await;
     assert_eq!(notice["code"], "history_truncated");

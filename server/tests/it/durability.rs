@@ -61,3 +61,65 @@ async fn sigterm_closes_every_connection_with_1001_and_exits_0() {
     }
     server.kill9().await;
 }
+
+#[tokio::test]
+async fn chats_in_flight_at_sigterm_are_acked_and_stored_or_resent_never_lost() {
+    const SENT: usize = 400;
+    let (_keep, dir) = data_dir();
+    let server = ServerProcess::start(&dir).await;
+    let mut a = Client::connect(&server.ws_url()).await;
+    for i in 0..SENT {
+        a.chat("lobby", &format!("f{i}"), &format!("in flight {i}"))
+            .await;
+    }
+    // SIGTERM while most of them are still being read, stored and acknowledged.
+    let stopping = tokio::spawn(server.terminate());
+    let mut acked = std::collections::HashMap::new();
+    loop {
+        match a.next_json_or_close().await {
+            Ok(m) if m["type"] == "ack" => {
+                acked.insert(m["id"].as_str().expect("id").to_owned(), m["seq"].clone());
+            }
+            Ok(m) => {
+                assert_eq!(m["code"], "unavailable", "only acks or retry-later: {m}");
+            }
+            Err(code) => {
+                assert_eq!(code, Some(1001));
+                break;
+            }
+        }
+    }
+    assert!(stopping.await.expect("terminate").success());
+
+    // After the restart the client does what the app's outbox does: resends everything not acked, with
+    // the same ids. Every acked message kept its seq, and in the end each is stored exactly once.
+    let server = ServerProcess::start(&dir).await;
+    let mut b = Client::reconnect(&server.ws_url(), &a.token).await;
+    let unacked: Vec<usize> = (0..SENT)
+        .filter(|i| !acked.contains_key(&format!("f{i}")))
+        .collect();
+    for i in &unacked {
+        b.chat("lobby", &format!("f{i}"), &format!("in flight {i}"))
+            .await;
+    }
+    for _ in &unacked {
+        let ack = b.expect("ack").await;
+        acked.insert(
+            ack["id"].as_str().expect("id").to_owned(),
+            ack["seq"].clone(),
+        );
+    }
+    b.send(json!({"type": "join", "room": "lobby", "since": 0}))
+        .await;
+    let mut stored = Vec::new();
+    loop {
+        let m = b.recv().await;
+        if m["type"] == "joined" {
+            break;
+        }
+        assert_eq!(m["seq"], acked[m["id"].as_str().expect("id")], "{m}");
+        stored.push(m["id"].as_str().expect("id").to_owned());
+    }
+    assert_eq!(stored.len(), SENT, "each stored exactly once: {stored:?}");
+    server.kill9().await;
+}

@@ -88,10 +88,26 @@ async fn random_frames_change_nothing_for_others_and_memory_stays_flat() {
     let url = server.ws_url();
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut rss = Vec::new();
-    for _round in 0..3 {
+    // An honest pair stays connected through the whole storm and is served during it.
+    let mut honest = Client::connect(&url).await;
+    let mut listener = Client::connect(&url).await;
+    for round in 0..3 {
         let mut attacker = Client::connect(&url).await;
-        for _ in 0..FRAMES_PER_ROUND {
+        for i in 0..FRAMES_PER_ROUND {
             attacker.send_raw(frame(&mut rng)).await;
+            if i == FRAMES_PER_ROUND / 2 {
+                let id = format!("honest-{round}");
+                honest
+                    .send(json!({"type": "chat", "text": id, "id": id}))
+                    .await;
+                assert_eq!(honest.expect("ack").await["id"], id.as_str());
+                loop {
+                    let m = listener.expect("chat").await;
+                    if m["text"] == id.as_str() {
+                        break;
+                    }
+                }
+            }
         }
         // Everything before the ping has been handled once its pong arrives.
         attacker.send(json!({"type": "ping"})).await;

@@ -4,6 +4,7 @@
 mod common;
 mod delivery;
 mod durability;
+mod hardening;
 mod heartbeat;
 mod hostile;
 mod relay;

@@ -1,0 +1,304 @@
+//! The embedded database: one SQLite file (`<data-dir>/chat.db`), its connections and its schema.
+//!
+//! Every module that keeps data here (history, rooms, accounts, sessions) goes through one [`Database`]:
+//! - **one writer**: a single connection behind a mutex, and every write is one `BEGIN IMMEDIATE`
+//!   transaction on it ([`Database::write`]). Writers queue for the mutex (microseconds) instead of
+//!   racing for SQLite's file lock, so a registration or an invite can never make a batch of chats fail
+//!   with "database is locked";
+//! - **many readers**: a small pool of read-only connections ([`Database::read`]), which WAL lets run while
+//!   the writer commits;
+//! - **migrations**: `PRAGMA user_version` says which of [`MIGRATIONS`] the file has; the missing ones are
+//!   applied in order at open, each in its own transaction. A file from a newer server is refused.
+//!
+//! SQLite calls block, so each runs on tokio's blocking pool; no async task holds a lock across an await.
+
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, MutexGuard},
+    time::Duration,
+};
+
+/// The database file's name in the data directory.
+const DB_FILE: &str = "chat.db";
+/// Reader connections kept open for reuse.
+const READ_POOL_SIZE: usize = 4;
+/// How long a reader waits on a checkpoint's lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The schema, one step per version: `MIGRATIONS[i]` takes a file from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 1: history, accounts and private-room members (as the first release created them).
+    "CREATE TABLE IF NOT EXISTS rooms (
+        name TEXT PRIMARY KEY,
+        head INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS messages (
+        room      TEXT NOT NULL,
+        seq       INTEGER NOT NULL,
+        sender    TEXT NOT NULL,
+        client_id TEXT,
+        text      TEXT NOT NULL,
+        ts        INTEGER NOT NULL,
+        PRIMARY KEY (room, seq)
+    ) WITHOUT ROWID;
+    CREATE UNIQUE INDEX IF NOT EXISTS messages_by_client_id
+        ON messages (room, sender, client_id) WHERE client_id IS NOT NULL;
+    CREATE INDEX IF NOT EXISTS messages_by_time ON messages (ts);
+    CREATE TABLE IF NOT EXISTS users (
+        name TEXT PRIMARY KEY,
+        password_hash TEXT NOT NULL,
+        created_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS room_members (
+        room TEXT NOT NULL,
+        user TEXT NOT NULL,
+        PRIMARY KEY (room, user)
+    ) WITHOUT ROWID;",
+    // 2: rooms know whether they are private and who owns them; names are unique regardless of case;
+    // sign-ins are server-side sessions that can be revoked.
+    "ALTER TABLE rooms ADD COLUMN private INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE rooms ADD COLUMN owner TEXT;
+    INSERT INTO rooms (name, head, private) SELECT DISTINCT room, 0, 1 FROM room_members WHERE true
+        ON CONFLICT (name) DO UPDATE SET private = 1;
+    ALTER TABLE users ADD COLUMN name_key TEXT;
+    UPDATE users SET name_key = lower(name);
+    CREATE UNIQUE INDEX users_by_key ON users (name_key);
+    CREATE TABLE sessions (
+        id         TEXT PRIMARY KEY,
+        user       TEXT NOT NULL,
+        expires_ms INTEGER NOT NULL,
+        revoked    INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID;
+    CREATE INDEX sessions_by_user ON sessions (user);",
+];
+
+/// Why the database could not be opened or used.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// SQLite failed.
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The data directory could not be prepared.
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file was written by a newer server than this one.
+    #[error(
+        "{path} has schema version {found}; this server knows up to {known}: upgrade the server"
+    )]
+    TooNew {
+        /// The file.
+        path: PathBuf,
+        /// Its `user_version`.
+        found: usize,
+        /// The newest version this build knows.
+        known: usize,
+    },
+    /// A migration failed (nothing of it was applied).
+    #[error("migrating {path} to schema version {version}: {source}")]
+    Migration {
+        /// The file.
+        path: PathBuf,
+        /// The version being reached.
+        version: usize,
+        /// Why.
+        source: rusqlite::Error,
+    },
+    /// A blocking database task panicked or was cancelled.
+    #[error("database task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// The embedded database. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Database(Arc<Inner>);
+
+#[derive(Debug)]
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock leaves SQLite consistent (transactions roll back on drop), so the
+    // data behind a poisoned lock is still usable.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Database {
+    /// Opens (creating if needed) `chat.db` in `data_dir` and brings its schema up to date.
+    pub fn open(data_dir: &Path) -> Result<Self, DbError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| DbError::DataDir {
+            path: data_dir.to_owned(),
+            source,
+        })?;
+        let path = data_dir.join(DB_FILE);
+        let mut conn = Connection::open(&path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // FULL: a commit is on disk before it is acknowledged, even across power loss.
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        migrate(&mut conn, &path)?;
+        Ok(Self(Arc::new(Inner {
+            path,
+            writer: Mutex::new(conn),
+            readers: Mutex::new(Vec::new()),
+        })))
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.0.path
+    }
+
+    /// Runs `f` in one `BEGIN IMMEDIATE` transaction on the writer connection, on the blocking pool, and
+    /// commits if it returns `Ok` (an `Err` rolls everything back).
+    pub async fn write<T, E>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<rusqlite::Error> + From<tokio::task::JoinError> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.0);
+        tokio::task::spawn_blocking(move || {
+            let mut conn = lock(&inner.writer);
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let value = f(&tx)?;
+            tx.commit()?;
+            Ok(value)
+        })
+        .await?
+    }
+
+    /// Runs `f` with a read-only connection from the pool, on the blocking pool.
+    pub async fn read<T, E>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<rusqlite::Error> + From<tokio::task::JoinError> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.0);
+        tokio::task::spawn_blocking(move || {
+            let pooled = lock(&inner.readers).pop();
+            let conn = match pooled {
+                Some(c) => c,
+                None => {
+                    let c = Connection::open_with_flags(
+                        &inner.path,
+                        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                    )?;
+                    c.busy_timeout(BUSY_TIMEOUT)?;
+                    c
+                }
+            };
+            let result = f(&conn);
+            let mut pool = lock(&inner.readers);
+            if pool.len() < READ_POOL_SIZE {
+                pool.push(conn);
+            }
+            result
+        })
+        .await?
+    }
+}
+
+/// Applies the migrations the file does not have yet.
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), DbError> {
+    let found: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found > MIGRATIONS.len() {
+        return Err(DbError::TooNew {
+            path: path.to_owned(),
+            found,
+            known: MIGRATIONS.len(),
+        });
+    }
+    for (i, step) in MIGRATIONS.iter().enumerate().skip(found) {
+        let version = i + 1;
+        let apply = |conn: &mut Connection| -> rusqlite::Result<()> {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute_batch(step)?;
+            tx.pragma_update(None, "user_version", version)?;
+            tx.commit()
+        };
+        apply(conn).map_err(|source| DbError::Migration {
+            path: path.to_owned(),
+            version,
+            source,
+        })?;
+        tracing::info!(path = %path.display(), version, "database schema migrated");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn version(path: &Path) -> usize {
+        Connection::open(path)
+            .expect("open")
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .expect("version")
+    }
+
+    #[test]
+    fn a_first_release_file_is_migrated_keeping_its_rows() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(DB_FILE);
+        {
+            // What the first release left: version 1 tables, a private room, mixed-case names.
+            let conn = Connection::open(&path).expect("open");
+            conn.execute_batch(MIGRATIONS[0]).expect("v1");
+            conn.execute_batch(
+                "PRAGMA user_version = 1;
+                 INSERT INTO users VALUES ('Ann', 'h', 1);
+                 INSERT INTO room_members VALUES ('team', 'Ann');
+                 INSERT INTO rooms VALUES ('lobby', 3);",
+            )
+            .expect("rows");
+        }
+        let db = Database::open(dir.path()).expect("migrates");
+        assert_eq!(version(db.path()), MIGRATIONS.len());
+        let conn = Connection::open(db.path()).expect("open");
+        let private: Vec<(String, i64, i64)> = conn
+            .prepare("SELECT name, head, private FROM rooms ORDER BY name")
+            .expect("prepare")
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        assert_eq!(
+            private,
+            vec![("lobby".into(), 3, 0), ("team".into(), 0, 1)],
+            "history kept, the private room marked"
+        );
+        let key: String = conn
+            .query_row("SELECT name_key FROM users", [], |r| r.get(0))
+            .expect("key");
+        assert_eq!(key, "ann");
+        drop(db);
+        Database::open(dir.path()).expect("reopening applies nothing twice");
+    }
+
+    #[test]
+    fn a_file_from_a_newer_server_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(DB_FILE);
+        Connection::open(&path)
+            .expect("open")
+            .pragma_update(None, "user_version", MIGRATIONS.len() + 1)
+            .expect("set");
+        let err = Database::open(dir.path()).expect_err("refused");
+        assert!(matches!(err, DbError::TooNew { .. }), "{err}");
+    }
+}

@@ -1,0 +1,257 @@
+//! Sign-in sessions and the live connections that use them.
+//!
+//! Every account token names a server-side session (its `sid`), stored in the database when the user
+//! signs in. Signing out revokes that session; "sign out everywhere", a password change and deleting the
+//! account revoke all of the user's. A revoked token is refused at the handshake (401) and by the API, and
+//! every open WebSocket of a revoked session is closed at once with 4501 (sign in again).
+//!
+//! The revoked ids still unexpired are kept in memory, so the check at every handshake costs no database
+//! read; they are forgotten once their token would have expired anyway.
+//!
+//! The same registry counts each user's open connections for `--max-connections-per-user`.
+
+use crate::{
+    db::{Database, DbError},
+    hub::ConnId,
+};
+use rand::Rng;
+use rusqlite::params;
+use shared::UserName;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, MutexGuard},
+};
+use tokio_util::sync::CancellationToken;
+
+/// A session id: 128 random bits, hex.
+pub type SessionId = String;
+
+/// The registry of sessions and live connections.
+#[derive(Debug)]
+pub struct Sessions {
+    db: Database,
+    /// Revoked, unexpired session ids and when their tokens expire (unix ms).
+    revoked: Mutex<HashMap<SessionId, i64>>,
+    live: Arc<Mutex<HashMap<UserName, Vec<Live>>>>,
+    max_per_user: usize,
+}
+
+#[derive(Debug)]
+struct Live {
+    conn: ConnId,
+    sid: Option<SessionId>,
+    close: CancellationToken,
+}
+
+/// The user already has `--max-connections-per-user` connections open.
+#[derive(Debug, thiserror::Error)]
+#[error("too many connections for this user")]
+pub struct TooManyForUser;
+
+/// A live connection's place in the registry; leaves it on drop.
+#[derive(Debug)]
+pub struct Attached {
+    live: Arc<Mutex<HashMap<UserName, Vec<Live>>>>,
+    user: UserName,
+    conn: ConnId,
+    /// Cancelled when the connection's session is revoked.
+    pub revoked: CancellationToken,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Sessions {
+    /// The sessions in `db`; loads the revoked ones that have not expired.
+    pub async fn open(db: Database, max_per_user: usize) -> Result<Self, DbError> {
+        let now = crate::now().unix_ms();
+        let revoked = db
+            .read(move |c| {
+                let mut stmt = c.prepare(
+                    "SELECT id, expires_ms FROM sessions WHERE revoked = 1 AND expires_ms > ?1",
+                )?;
+                let rows = stmt.query_map([now], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                rows.collect::<Result<HashMap<_, _>, _>>()
+                    .map_err(DbError::from)
+            })
+            .await?;
+        Ok(Self {
+            db,
+            revoked: Mutex::new(revoked),
+            live: Arc::default(),
+            max_per_user,
+        })
+    }
+
+    /// Records a new session for `user` whose token expires at `expires_ms`; returns its id.
+    pub async fn start(&self, user: &UserName, expires_ms: i64) -> Result<SessionId, DbError> {
+        let bytes: [u8; 16] = rand::rng().random();
+        let sid: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let (id, user) = (sid.clone(), user.clone());
+        self.db
+            .write(move |tx| {
+                // Expired sessions are no use to anyone: clear them out as new ones come in.
+                tx.execute(
+                    "DELETE FROM sessions WHERE expires_ms < ?1",
+                    [crate::now().unix_ms()],
+                )?;
+                tx.execute(
+                    "INSERT INTO sessions (id, user, expires_ms) VALUES (?1, ?2, ?3)",
+                    params![id, user.as_str(), expires_ms],
+                )?;
+                Ok::<_, DbError>(())
+            })
+            .await?;
+        Ok(sid)
+    }
+
+    /// Whether session `sid` was revoked.
+    pub fn is_revoked(&self, sid: &str) -> bool {
+        lock(&self.revoked).contains_key(sid)
+    }
+
+    /// Revokes session `sid` and closes its connections.
+    pub async fn revoke(&self, sid: &SessionId) -> Result<(), DbError> {
+        let id = sid.clone();
+        let expires: Option<i64> = self
+            .db
+            .write(move |tx| {
+                tx.execute("UPDATE sessions SET revoked = 1 WHERE id = ?1", [&id])?;
+                let expires = tx
+                    .query_row(
+                        "SELECT expires_ms FROM sessions WHERE id = ?1",
+                        [&id],
+                        |r| r.get(0),
+                    )
+                    .ok();
+                Ok::<_, DbError>(expires)
+            })
+            .await?;
+        if let Some(expires) = expires {
+            self.remember_revoked([(sid.clone(), expires)]);
+        }
+        for lives in lock(&self.live).values() {
+            for live in lives.iter().filter(|l| l.sid.as_ref() == Some(sid)) {
+                live.close.cancel();
+            }
+        }
+        Ok(())
+    }
+
+    /// Revokes every session of `user` and closes all of their connections.
+    pub async fn revoke_all(&self, user: &UserName) -> Result<(), DbError> {
+        let name = user.clone();
+        let revoked: Vec<(SessionId, i64)> = self
+            .db
+            .write(move |tx| {
+                tx.execute(
+                    "UPDATE sessions SET revoked = 1 WHERE user = ?1",
+                    [name.as_str()],
+                )?;
+                let mut stmt = tx.prepare("SELECT id, expires_ms FROM sessions WHERE user = ?1")?;
+                let rows = stmt.query_map([name.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                rows.collect::<Result<Vec<_>, _>>().map_err(DbError::from)
+            })
+            .await?;
+        self.remember_revoked(revoked);
+        if let Some(lives) = lock(&self.live).get(user) {
+            for live in lives {
+                live.close.cancel();
+            }
+        }
+        Ok(())
+    }
+
+    fn remember_revoked(&self, ids: impl IntoIterator<Item = (SessionId, i64)>) {
+        let now = crate::now().unix_ms();
+        let mut revoked = lock(&self.revoked);
+        revoked.retain(|_, expires| *expires > now);
+        revoked.extend(ids);
+    }
+
+    /// Registers connection `conn` of `user` (through session `sid`, if an account's), unless the user
+    /// already has the most connections allowed.
+    pub fn attach(
+        &self,
+        user: &UserName,
+        conn: ConnId,
+        sid: Option<SessionId>,
+    ) -> Result<Attached, TooManyForUser> {
+        let mut live = lock(&self.live);
+        let lives = live.entry(user.clone()).or_default();
+        if self.max_per_user > 0 && lives.len() >= self.max_per_user {
+            if lives.is_empty() {
+                live.remove(user);
+            }
+            return Err(TooManyForUser);
+        }
+        let revoked = CancellationToken::new();
+        lives.push(Live {
+            conn,
+            sid,
+            close: revoked.clone(),
+        });
+        Ok(Attached {
+            live: Arc::clone(&self.live),
+            user: user.clone(),
+            conn,
+            revoked,
+        })
+    }
+}
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        let mut live = lock(&self.live);
+        if let Some(lives) = live.get_mut(&self.user) {
+            lives.retain(|l| l.conn != self.conn);
+            if lives.is_empty() {
+                live.remove(&self.user);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn revoking_closes_the_right_connections_and_survives_restarts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Database::open(dir.path()).expect("open");
+        let sessions = Sessions::open(db.clone(), 2).await.expect("sessions");
+        let (ann, bob) = (
+            UserName::new("ann").expect("n"),
+            UserName::new("bob").expect("n"),
+        );
+        let later = crate::now().unix_ms() + 60_000;
+        let s1 = sessions.start(&ann, later).await.expect("start");
+        let s2 = sessions.start(&ann, later).await.expect("start");
+        let s3 = sessions.start(&bob, later).await.expect("start");
+        let a1 = sessions.attach(&ann, 1, Some(s1.clone())).expect("attach");
+        let a2 = sessions.attach(&ann, 2, Some(s2.clone())).expect("attach");
+        assert!(
+            sessions.attach(&ann, 3, Some(s2.clone())).is_err(),
+            "per-user cap"
+        );
+        let b = sessions.attach(&bob, 4, Some(s3.clone())).expect("attach");
+
+        sessions.revoke(&s1).await.expect("revoke");
+        assert!(a1.revoked.is_cancelled() && !a2.revoked.is_cancelled());
+        assert!(sessions.is_revoked(&s1) && !sessions.is_revoked(&s2));
+        drop(a1);
+        let a3 = sessions
+            .attach(&ann, 3, Some(s2.clone()))
+            .expect("a slot freed");
+
+        sessions.revoke_all(&ann).await.expect("revoke all");
+        assert!(a2.revoked.is_cancelled() && a3.revoked.is_cancelled());
+        assert!(!b.revoked.is_cancelled(), "other users untouched");
+
+        let reopened = Sessions::open(db, 2).await.expect("reopen");
+        assert!(reopened.is_revoked(&s1) && reopened.is_revoked(&s2));
+        assert!(!reopened.is_revoked(&s3));
+    }
+}
