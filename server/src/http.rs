@@ -11,7 +11,7 @@ use crate::{api, node::Node, ws};
 use axum::{
     Router,
     http::{HeaderName, HeaderValue, StatusCode, header},
-    response::Response,
+    response::{IntoResponse, Response},
     routing::{any, get},
 };
 use base64::Engine;
@@ -26,6 +26,7 @@ pub fn router(node: Node) -> Router {
     let app = Router::new()
         .route("/ws", get(ws::upgrade))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(metrics))
         .merge(api::routes())
         .route("/api/{*rest}", any(api_not_found));
     let app = if index.is_file() {
@@ -46,6 +47,15 @@ pub fn router(node: Node) -> Router {
         async move { with_security_headers(response, policy) }
     }))
     .with_state(node)
+}
+
+/// `GET /metrics`: Prometheus (OpenMetrics) text.
+async fn metrics(axum::extract::State(node): axum::extract::State<Node>) -> Response {
+    let text = node
+        .metrics
+        .render(node.hub.queued_bytes(), node.relay.queued());
+    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    ([(header::CONTENT_TYPE, content_type)], text).into_response()
 }
 
 async fn api_not_found() -> Response {

@@ -94,6 +94,18 @@ impl Hub {
         }
     }
 
+    /// Bytes queued in the mailboxes of every connection in any room (each connection counted once).
+    pub fn queued_bytes(&self) -> usize {
+        let rooms = self.read();
+        let mut seen = std::collections::HashSet::new();
+        rooms
+            .values()
+            .flatten()
+            .filter(|m| seen.insert(m.conn))
+            .map(|m| m.mailbox.queued())
+            .sum()
+    }
+
     /// How many connections are in `room`.
     pub fn member_count(&self, room: &RoomId) -> usize {
         self.read().get(room).map_or(0, Vec::len)

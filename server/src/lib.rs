@@ -26,6 +26,7 @@ pub mod identity;
 pub mod limits;
 pub mod listener;
 pub mod mailbox;
+pub mod metrics;
 pub mod node;
 pub mod relay;
 pub mod sessions;
@@ -90,10 +91,16 @@ pub async fn run(
         Ok(n) => tracing::info!(deleted = n, "retention applied"),
         Err(e) => tracing::error!(error = %e, "retention failed"),
     }
-    let (relay, relay_task) = relay::spawn(Arc::clone(&history), Arc::clone(&hub), retention);
+    let metrics = Arc::new(metrics::Metrics::default());
+    let (relay, relay_task) = relay::spawn(
+        Arc::clone(&history),
+        Arc::clone(&hub),
+        Arc::clone(&metrics),
+        retention,
+    );
     let grace = config.shutdown_grace;
     let node = Node::new(
-        config, hub, history, relay, tokens, accounts, access, sessions,
+        config, hub, history, relay, tokens, accounts, access, sessions, metrics,
     );
 
     let stop = node.shutdown.clone();

@@ -109,6 +109,13 @@ impl Mailbox {
     }
 }
 
+impl Mailbox {
+    /// Bytes queued and not yet taken by the connection.
+    pub fn queued(&self) -> usize {
+        self.shared.queued.load(Ordering::Relaxed)
+    }
+}
+
 impl MailboxReceiver {
     /// The next item, waiting for one; `None` once every sender is gone.
     pub async fn recv(&mut self) -> Option<Outbound> {

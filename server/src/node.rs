@@ -13,6 +13,7 @@ use crate::{
     hub::{ConnId, Hub},
     identity::Tokens,
     limits::Limits,
+    metrics::Metrics,
     relay::RelayHandle,
     sessions::Sessions,
 };
@@ -48,6 +49,8 @@ pub struct NodeInner {
     pub sessions: Sessions,
     /// Budgets shared by connections and requests.
     pub limits: Limits,
+    /// What the node counts (`GET /metrics`).
+    pub metrics: Arc<Metrics>,
     /// One permit per open WebSocket connection.
     pub connections: Arc<Semaphore>,
     /// Cancelled when the node begins shutting down; sessions then close with 1001.
@@ -69,6 +72,7 @@ impl Node {
         accounts: Accounts,
         access: RoomAccess,
         sessions: Sessions,
+        metrics: Arc<Metrics>,
     ) -> Self {
         let connections = Arc::new(Semaphore::new(config.max_connections));
         let limits = Limits::new(&config);
@@ -82,6 +86,7 @@ impl Node {
             access,
             sessions,
             limits,
+            metrics,
             connections,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),

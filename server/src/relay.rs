@@ -22,6 +22,7 @@ use crate::{
     history::{Appended, History, NewMessage, Retention},
     hub::{ConnId, Hub},
     mailbox::{Mailbox, Outbound, Published},
+    metrics::Metrics,
 };
 use shared::{ErrorCode, ServerMessage};
 use std::{sync::Arc, time::Duration};
@@ -43,6 +44,8 @@ pub struct AppendRequest {
     pub origin: ConnId,
     /// Where the ack or error goes.
     pub reply: Mailbox,
+    /// When its frame arrived (for the accept-to-publish time).
+    pub accepted: std::time::Instant,
 }
 
 /// Submits messages to the relay. Cheap to clone.
@@ -61,16 +64,22 @@ impl RelayHandle {
     pub async fn submit(&self, request: AppendRequest) -> Result<(), RelayStopped> {
         self.tx.send(request).await.map_err(|_| RelayStopped)
     }
+
+    /// Requests waiting for the relay.
+    pub fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
 }
 
 /// Starts the relay task.
 pub fn spawn(
     history: Arc<dyn History>,
     hub: Arc<Hub>,
+    metrics: Arc<Metrics>,
     retention: Retention,
 ) -> (RelayHandle, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-    let task = tokio::spawn(run(rx, history, hub, retention));
+    let task = tokio::spawn(run(rx, history, hub, metrics, retention));
     (RelayHandle { tx }, task)
 }
 
@@ -78,6 +87,7 @@ async fn run(
     mut rx: mpsc::Receiver<AppendRequest>,
     history: Arc<dyn History>,
     hub: Arc<Hub>,
+    metrics: Arc<Metrics>,
     retention: Retention,
 ) {
     let mut prune =
@@ -89,7 +99,7 @@ async fn run(
                 if received == 0 {
                     break;
                 }
-                store_and_publish(std::mem::take(&mut batch), history.as_ref(), &hub).await;
+                store_and_publish(std::mem::take(&mut batch), history.as_ref(), &hub, &metrics).await;
             }
             _ = prune.tick() => {
                 match history.prune(retention, now()).await {
@@ -103,10 +113,15 @@ async fn run(
     tracing::debug!("relay stopped");
 }
 
-async fn store_and_publish(batch: Vec<AppendRequest>, history: &dyn History, hub: &Hub) {
+async fn store_and_publish(
+    batch: Vec<AppendRequest>,
+    history: &dyn History,
+    hub: &Hub,
+    metrics: &Metrics,
+) {
     let (messages, senders): (Vec<_>, Vec<_>) = batch
         .into_iter()
-        .map(|r| (r.message, (r.origin, r.reply)))
+        .map(|r| (r.message, (r.origin, r.reply, r.accepted)))
         .unzip();
     let ids: Vec<_> = messages
         .iter()
@@ -114,13 +129,14 @@ async fn store_and_publish(batch: Vec<AppendRequest>, history: &dyn History, hub
         .collect();
     match history.append_batch(messages, now()).await {
         Ok(results) => {
-            for ((appended, (origin, reply)), (id, room)) in
+            for ((appended, (origin, reply, accepted)), (id, room)) in
                 results.into_iter().zip(senders).zip(ids)
             {
                 let (stored, is_new) = match appended {
                     Appended::New(m) => (m, true),
                     Appended::Duplicate(m) => (m, false),
                     Appended::Forbidden => {
+                        metrics.error(ErrorCode::Forbidden);
                         let refusal = ServerMessage::refusal(
                             ErrorCode::Forbidden,
                             "this room is private",
@@ -141,15 +157,21 @@ async fn store_and_publish(batch: Vec<AppendRequest>, history: &dyn History, hub
                     let seq = stored.seq;
                     let frame = stored.into_frame().to_json().into();
                     hub.publish(&Arc::new(Published { room, seq, frame }), origin);
+                    metrics.chats_stored.inc();
+                    metrics
+                        .accept_to_publish
+                        .observe(accepted.elapsed().as_secs_f64());
                 }
                 if let Some(ack) = ack {
+                    metrics.acks.inc();
                     reply.push(Outbound::Direct(ack.to_json().into()));
                 }
             }
         }
         Err(e) => {
             tracing::error!(error = %e, messages = ids.len(), "storing messages failed; nothing acknowledged");
-            for ((id, room), (_, reply)) in ids.into_iter().zip(senders) {
+            for ((id, room), (_, reply, _)) in ids.into_iter().zip(senders) {
+                metrics.error(ErrorCode::Unavailable);
                 let refusal = ServerMessage::refusal(
                     ErrorCode::Unavailable,
                     "the message could not be stored; send it again",
@@ -178,6 +200,7 @@ mod tests {
             },
             origin,
             reply: reply.clone(),
+            accepted: std::time::Instant::now(),
         }
     }
 
@@ -205,6 +228,7 @@ mod tests {
             .expect("trigger");
         let history = SqliteHistory::new(db);
         let hub = Hub::default();
+        let metrics = Metrics::default();
         let (sender, mut sender_rx) = mailbox(1 << 20);
         let (other, mut other_rx) = mailbox(1 << 20);
         let ann = UserName::new("ann").expect("name");
@@ -214,7 +238,7 @@ mod tests {
             request("fine", "k1", 1, &sender),
             request("boom", "k2", 1, &sender),
         ];
-        store_and_publish(batch, &history, &hub).await;
+        store_and_publish(batch, &history, &hub, &metrics).await;
         let refused = frames(&mut sender_rx);
         assert_eq!(refused.len(), 2);
         for (frame, id) in refused.iter().zip(["k1", "k2"]) {
@@ -231,7 +255,13 @@ mod tests {
         assert!(frames(&mut other_rx).is_empty(), "nothing published");
 
         // The cached head was reset: the next message takes seq 1, not 3.
-        store_and_publish(vec![request("fine", "k1", 1, &sender)], &history, &hub).await;
+        store_and_publish(
+            vec![request("fine", "k1", 1, &sender)],
+            &history,
+            &hub,
+            &metrics,
+        )
+        .await;
         let ack = frames(&mut sender_rx);
         assert_eq!(ack[0]["type"], "ack");
         assert_eq!(ack[0]["seq"], 1);
@@ -240,5 +270,11 @@ mod tests {
             (published.len(), &published[0]["seq"]),
             (1, &serde_json::json!(1))
         );
+        let counted = metrics.render(0, 0);
+        assert!(
+            counted.contains("chat_errors_total{code=\"unavailable\"} 2"),
+            "{counted}"
+        );
+        assert!(counted.contains("chat_chats_stored_total 1"), "{counted}");
     }
 }

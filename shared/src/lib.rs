@@ -31,5 +31,9 @@ pub use time::Timestamp;
 /// [`close::MESSAGE_TOO_BIG`]). Clients should not build chat frames larger than this.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 * 1024;
 
+/// The version of this protocol, sent in the welcome ([`ServerMessage::Status`]). 1: the first release;
+/// 2: `create`, `remove`, `created`, `removed`, `retry_after_ms`, and `join` no longer creates rooms.
+pub const PROTOCOL_VERSION: u32 = 2;
+
 /// The room every connection is in from the start, and the room of a `chat` that names none.
 pub const LOBBY: &str = "lobby";

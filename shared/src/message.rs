@@ -94,6 +94,11 @@ pub enum ServerMessage {
         /// reconnecting guest keeps its name and its message ids keep deduplicating.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         token: Option<String>,
+        /// The protocol version the server speaks ([`crate::PROTOCOL_VERSION`]); absent from servers
+        /// older than version 2. During a rolling deploy, nodes of two adjacent versions serve side by
+        /// side: a client that sees a version newer than its own can offer a reload.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        protocol: Option<u32>,
     },
     /// A stored chat message, relayed to every connection in `room` except the one that sent it, and
     /// replayed after a `join` with `since`:

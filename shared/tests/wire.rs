@@ -23,8 +23,18 @@ fn server_frames() {
                 message: "Welcome to the chat!".into(),
                 user: None,
                 token: None,
+                protocol: None,
             },
             r#"{"type":"status","message":"Welcome to the chat!"}"#,
+        ),
+        (
+            ServerMessage::Status {
+                message: "Welcome to the chat!".into(),
+                user: Some(UserName::new("ann").expect("name")),
+                token: None,
+                protocol: Some(2),
+            },
+            r#"{"type":"status","message":"Welcome to the chat!","user":"ann","protocol":2}"#,
         ),
         (
             ServerMessage::Chat {

@@ -156,6 +156,7 @@ where
 {
     let conn = peer.conn;
     let (mailbox, rx) = mailbox(node.config.queue_bytes);
+    node.metrics.connections.inc();
     let started = Instant::now();
     tracing::info!(conn, user = %peer.user, peer = %peer.addr, "connected");
     let config = &node.config;
@@ -189,6 +190,14 @@ where
         session.node.hub.leave(room, conn);
     }
     let duration_ms = started.elapsed().as_millis() as u64;
+    let metrics = &session.node.metrics;
+    metrics.connections.dec();
+    metrics.disconnect(match &end {
+        End::Closed(code, _) => code.to_string(),
+        End::PeerGone => "peer_gone".into(),
+        End::WriteFailed => "write_failed".into(),
+        End::Stuck => "stuck".into(),
+    });
     match end {
         End::PeerGone => tracing::info!(conn, duration_ms, "disconnected"),
         End::Closed(code, why) => tracing::info!(conn, duration_ms, code, why, "disconnected"),
@@ -225,6 +234,7 @@ where
             message: "Welcome to the chat!".into(),
             user: Some(self.user.clone()),
             token,
+            protocol: Some(shared::PROTOCOL_VERSION),
         };
         if let Err(end) = self.send(&welcome).await {
             return end;
@@ -337,6 +347,7 @@ where
 
     /// Handles one inbound frame. `Err` ends the session.
     async fn on_frame(&mut self, frame: Message) -> Result<(), End> {
+        self.node.metrics.frames_in.inc();
         let text = match frame {
             Message::Text(text) => text,
             Message::Binary(_) => {
@@ -492,6 +503,7 @@ where
             },
             origin: self.conn,
             reply: self.mailbox.clone(),
+            accepted: Instant::now(),
         };
         if self.node.relay.submit(request).await.is_err() {
             let refusal = ServerMessage::refusal(
@@ -676,17 +688,29 @@ where
                 next = rx.try_recv();
             }
         }
+        self.node.metrics.frames_out.inc_by(written as u64);
         self.flush().await
     }
 
     async fn send(&mut self, message: &ServerMessage) -> Result<(), End> {
+        self.count(message);
         self.write(Message::Text(message.to_json().into()), true)
             .await
     }
 
     async fn feed(&mut self, message: &ServerMessage) -> Result<(), End> {
+        self.count(message);
         self.write(Message::Text(message.to_json().into()), false)
             .await
+    }
+
+    /// Counts a frame this session writes itself (mailbox batches are counted per batch).
+    fn count(&self, message: &ServerMessage) {
+        let metrics = &self.node.metrics;
+        metrics.frames_out.inc();
+        if let ServerMessage::Error { code, .. } = message {
+            metrics.error(*code);
+        }
     }
 
     async fn write(&mut self, message: Message, flush: bool) -> Result<(), End> {
@@ -714,6 +738,9 @@ fn read_error_end(error: &axum::Error) -> End {
             Some(tungstenite::Error::Utf8(_)) => {
                 return End::Closed(close::INVALID_PAYLOAD, "text frames must be UTF-8");
             }
+            Some(tungstenite::Error::Protocol(
+                tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+            )) => return End::PeerGone,
             Some(tungstenite::Error::Protocol(_)) => {
                 return End::Closed(close::PROTOCOL_ERROR, "WebSocket protocol error");
             }

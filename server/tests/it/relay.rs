@@ -209,3 +209,46 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     let (status, _, body) = crate::common::http(addr, "GET", path, &[], "").await;
     (status, body)
 }
+
+#[tokio::test]
+async fn the_welcome_names_the_protocol_and_metrics_count_what_happened() {
+    let server = TestServer::start().await;
+    let url = server.ws_url();
+    let (ws, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .expect("connect");
+    let mut raw = ws;
+    let welcome = loop {
+        use futures_util::StreamExt;
+        if let Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t))) = raw.next().await {
+            break serde_json::from_str::<serde_json::Value>(t.as_str()).expect("json");
+        }
+    };
+    assert_eq!(welcome["protocol"], shared::PROTOCOL_VERSION);
+    drop(raw);
+
+    let mut a = Client::connect(&url).await;
+    let mut b = Client::connect(&url).await;
+    a.chat("lobby", "m1", "counted").await;
+    a.expect("ack").await;
+    b.expect("chat").await;
+    a.send(json!({"type": "nope"})).await;
+    a.expect("error").await;
+    let (status, body) = http_get(server.addr, "/metrics").await;
+    assert_eq!(status, 200);
+    for line in [
+        "chat_connections 2",
+        "chat_chats_stored_total 1",
+        "chat_acks_total 1",
+        "chat_errors_total{code=\"unknown_type\"} 1",
+        "chat_accept_to_publish_seconds_count 1",
+        "chat_relay_queue 0",
+    ] {
+        assert!(body.contains(line), "{line} missing from:\n{body}");
+    }
+    // The first connection is gone; how it ended is counted too.
+    assert!(
+        body.contains("chat_disconnects_total{reason=\"peer_gone\"} 1"),
+        "{body}"
+    );
+}
