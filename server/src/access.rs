@@ -134,7 +134,8 @@ impl RoomAccess {
         owner: &UserName,
         private: bool,
     ) -> Result<(), AccessError> {
-        if self.hub.member_count(room) > 0 {
+        // The lobby is everyone's from the first connection on, history or not.
+        if *room == RoomId::lobby() || self.hub.member_count(room) > 0 {
             return Err(AccessError::Exists);
         }
         if !self

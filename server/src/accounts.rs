@@ -62,6 +62,16 @@ impl From<tokio::task::JoinError> for AccountError {
     }
 }
 
+/// A name whose password was just checked or set, and the hash it was checked against: a session may
+/// only start while that hash is still the account's (see [`crate::sessions::Sessions::start`]).
+#[derive(Debug, Clone)]
+pub struct Verified {
+    /// The name as registered.
+    pub name: UserName,
+    /// The password hash that matched.
+    pub hash: String,
+}
+
 /// The account store.
 #[derive(Debug, Clone)]
 pub struct Accounts {
@@ -125,7 +135,7 @@ impl Accounts {
     }
 
     /// Creates an account.
-    pub async fn register(&self, credentials: Credentials) -> Result<UserName, AccountError> {
+    pub async fn register(&self, credentials: Credentials) -> Result<Verified, AccountError> {
         let name = UserName::new(credentials.name.clone())
             .map_err(|e| AccountError::BadName(e.to_string()))?;
         if name.as_str().to_ascii_lowercase().starts_with("guest-") {
@@ -147,13 +157,17 @@ impl Accounts {
                      ON CONFLICT DO NOTHING",
                     params![name.as_str(), key(&name), hashed, now],
                 )?;
-                if inserted == 0 { Err(AccountError::NameTaken) } else { Ok(name) }
+                if inserted == 0 {
+                    Err(AccountError::NameTaken)
+                } else {
+                    Ok(Verified { name, hash: hashed })
+                }
             })
             .await
     }
 
     /// Checks a name (in any case) and password; returns the name as registered.
-    pub async fn login(&self, credentials: Credentials) -> Result<UserName, AccountError> {
+    pub async fn login(&self, credentials: Credentials) -> Result<Verified, AccountError> {
         let stored = match UserName::new(credentials.name) {
             Ok(name) => self.db.read(move |c| stored_hash(c, &name)).await?,
             Err(_) => None,
@@ -165,7 +179,7 @@ impl Accounts {
                 &credentials.password,
             );
             match stored {
-                Some((name, _)) if matches => Ok(name),
+                Some((name, hash)) if matches => Ok(Verified { name, hash }),
                 _ => Err(AccountError::BadCredentials),
             }
         })
@@ -180,28 +194,36 @@ impl Accounts {
             .await
     }
 
-    /// Replaces `name`'s password after checking the current one.
+    /// Replaces `name`'s password after checking the current one; returns the new hash.
     pub async fn change_password(
         &self,
         name: &UserName,
         current: String,
         new: String,
-    ) -> Result<(), AccountError> {
+    ) -> Result<Verified, AccountError> {
         shared::api::check_password(name.as_str(), &new).map_err(AccountError::WeakPassword)?;
-        self.login(Credentials {
-            name: name.to_string(),
-            password: current,
-        })
-        .await?;
+        let old = self
+            .login(Credentials {
+                name: name.to_string(),
+                password: current,
+            })
+            .await?;
         let hashed = self.hashing(move || hash(&new)).await?;
-        let name = name.clone();
         self.db
             .write(move |tx| {
-                tx.execute(
-                    "UPDATE users SET password_hash = ?2 WHERE name = ?1",
-                    params![name.as_str(), hashed],
+                // Only over the hash just checked: two changes at once cannot both win.
+                let changed = tx.execute(
+                    "UPDATE users SET password_hash = ?3 WHERE name = ?1 AND password_hash = ?2",
+                    params![old.name.as_str(), old.hash, hashed],
                 )?;
-                Ok(())
+                if changed == 0 {
+                    Err(AccountError::BadCredentials)
+                } else {
+                    Ok(Verified {
+                        name: old.name,
+                        hash: hashed,
+                    })
+                }
             })
             .await
     }
@@ -339,7 +361,8 @@ mod tests {
         let ann = accounts
             .register(creds("Ann", "correct horse"))
             .await
-            .expect("register");
+            .expect("register")
+            .name;
         assert_eq!(ann.as_str(), "Ann");
         for taken in ["Ann", "ann", "ANN"] {
             assert!(
@@ -367,7 +390,8 @@ mod tests {
                 accounts
                     .login(creds(spelling, "correct horse"))
                     .await
-                    .expect("login"),
+                    .expect("login")
+                    .name,
                 ann,
                 "signs in as the name as registered"
             );

@@ -7,7 +7,13 @@
 //! [`MAX_BODY_BYTES`]; password hashing is limited by [`crate::accounts`]; failed sign-ins are throttled
 //! per account name and per address, registrations per address (429 with `Retry-After`).
 
-use crate::{accounts::AccountError, forwarded::ClientInfo, identity::Tokens, node::Node};
+use crate::{
+    accounts::{AccountError, Verified},
+    forwarded::ClientInfo,
+    identity::Tokens,
+    limits::client_key,
+    node::Node,
+};
 use axum::{
     Json, Router,
     extract::{FromRequestParts, State, rejection::JsonRejection},
@@ -41,8 +47,14 @@ pub fn routes() -> Router<Node> {
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 
-/// The token a request carries: `?token=`, then `Authorization: Bearer`, then the session cookie.
-pub fn request_token(headers: &HeaderMap, query_token: Option<&str>) -> Option<String> {
+/// The token a request carries: `?token=`, then `Authorization: Bearer`, then the session cookie. Over
+/// HTTPS only the `__Host-` cookie counts: a plain one could have been planted by a sibling subdomain or
+/// over plain HTTP (session fixation).
+pub fn request_token(
+    headers: &HeaderMap,
+    query_token: Option<&str>,
+    client: ClientInfo,
+) -> Option<String> {
     if let Some(t) = query_token {
         return Some(t.to_owned());
     }
@@ -59,7 +71,7 @@ pub fn request_token(headers: &HeaderMap, query_token: Option<&str>) -> Option<S
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == SECURE_COOKIE_NAME || *k == COOKIE_NAME)
+        .find(|(k, _)| *k == SECURE_COOKIE_NAME || (!client.https && *k == COOKIE_NAME))
         .map(|(_, v)| v.to_owned())
 }
 
@@ -154,17 +166,23 @@ fn cookie(client: ClientInfo, value: &str, max_age: u64) -> Option<HeaderValue> 
     .ok()
 }
 
-/// Signs `name` in with a new session: the token in the body and in the cookie.
+/// Signs `verified` in with a new session: the token in the body and in the cookie.
 async fn signed_in(
     node: &Node,
     client: ClientInfo,
     status: StatusCode,
-    name: UserName,
+    verified: Verified,
 ) -> Response {
     let ttl = node.config.token_ttl;
     let expires_at = Tokens::expiry(ttl);
-    let sid = match node.sessions.start(&name, expires_at.unix_ms()).await {
-        Ok(sid) => sid,
+    let name = verified.name;
+    let started = node
+        .sessions
+        .start(&name, verified.hash, expires_at.unix_ms())
+        .await;
+    let sid = match started {
+        Ok(Some(sid)) => sid,
+        Ok(None) => return AccountError::BadCredentials.into_response(),
         Err(e) => {
             tracing::error!(error = %e, "starting a session failed");
             return internal();
@@ -201,13 +219,14 @@ async fn register(
     Body(credentials): Body<Credentials>,
 ) -> Response {
     let limits = &node.limits;
-    if let Err(wait) = limits.registrations.take(&client.addr, Instant::now()) {
+    let address = client_key(client.addr);
+    if let Err(wait) = limits.registrations.take(&address, Instant::now()) {
         return too_many(wait, "too many accounts registered from this address");
     }
     match node.accounts.register(credentials).await {
-        Ok(name) => {
-            tracing::info!(user = %name, "registered");
-            signed_in(&node, client, StatusCode::CREATED, name).await
+        Ok(verified) => {
+            tracing::info!(user = %verified.name, "registered");
+            signed_in(&node, client, StatusCode::CREATED, verified).await
         }
         Err(e) => e.into_response(),
     }
@@ -218,23 +237,27 @@ async fn check_password(
     node: &Node,
     client: ClientInfo,
     credentials: Credentials,
-) -> Result<UserName, Response> {
+) -> Result<Verified, Response> {
+    // A name that cannot exist is no account: answered without remembering it anywhere.
+    let Ok(name) = UserName::new(credentials.name.clone()) else {
+        return Err(AccountError::BadCredentials.into_response());
+    };
     let limits = &node.limits;
-    let key = credentials.name.to_lowercase();
+    let (key, address) = (name.as_str().to_lowercase(), client_key(client.addr));
     let now = Instant::now();
     let throttled = limits
         .login_by_name
         .check(&key, now)
-        .and(limits.login_by_address.check(&client.addr, now));
+        .and(limits.login_by_address.check(&address, now));
     if let Err(wait) = throttled {
         return Err(too_many(wait, "too many failed sign-ins; wait a moment"));
     }
     match node.accounts.login(credentials).await {
-        Ok(name) => Ok(name),
+        Ok(verified) => Ok(verified),
         Err(e @ AccountError::BadCredentials) => {
             let now = Instant::now();
             let _ = limits.login_by_name.take(&key, now);
-            let _ = limits.login_by_address.take(&client.addr, now);
+            let _ = limits.login_by_address.take(&address, now);
             Err(e.into_response())
         }
         Err(e) => Err(e.into_response()),
@@ -247,7 +270,7 @@ async fn login(
     Body(credentials): Body<Credentials>,
 ) -> Response {
     match check_password(&node, client, credentials).await {
-        Ok(name) => signed_in(&node, client, StatusCode::OK, name).await,
+        Ok(verified) => signed_in(&node, client, StatusCode::OK, verified).await,
         Err(refusal) => refusal,
     }
 }
@@ -289,19 +312,20 @@ async fn change_password(
     if let Err(refusal) = check_password(&node, client, credentials).await {
         return refusal;
     }
-    if let Err(e) = node
+    let changed = match node
         .accounts
         .change_password(&verified.user, change.current, change.new)
         .await
     {
-        return e.into_response();
-    }
+        Ok(changed) => changed,
+        Err(e) => return e.into_response(),
+    };
     if let Err(e) = node.sessions.revoke_all(&verified.user).await {
         tracing::error!(error = %e, "revoking sessions failed");
         return internal();
     }
     tracing::info!(user = %verified.user, "password changed; every session signed out");
-    signed_in(&node, client, StatusCode::OK, verified.user).await
+    signed_in(&node, client, StatusCode::OK, changed).await
 }
 
 async fn delete_account(
@@ -350,7 +374,10 @@ struct MaybeUser(Option<crate::identity::Verified>);
 impl FromRequestParts<Node> for MaybeUser {
     type Rejection = std::convert::Infallible;
     async fn from_request_parts(parts: &mut Parts, node: &Node) -> Result<Self, Self::Rejection> {
-        let verified = request_token(&parts.headers, None)
+        let client = ClientInfo::from_request_parts(parts, node)
+            .await
+            .unwrap_or_else(|never| match never {});
+        let verified = request_token(&parts.headers, None, client)
             .and_then(|t| node.tokens.verify(&t).ok())
             .filter(|v| !v.guest)
             .filter(|v| {

@@ -128,6 +128,12 @@ pub struct Config {
     #[arg(long, env = "CHAT_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub handshake_timeout: Duration,
 
+    /// Instead of serving: write a consistent copy of the data directory's database to this file and
+    /// exit. Safe while a server runs on the same data directory (nothing waits on it); the file must
+    /// not exist yet. Restoring is copying it back as `chat.db` (with `token.key`) into a data directory.
+    #[arg(long, value_name = "FILE")]
+    pub backup_to: Option<PathBuf>,
+
     /// On SIGINT/SIGTERM, how long to wait for connections to close before exiting anyway.
     #[arg(long, env = "CHAT_SHUTDOWN_GRACE", default_value = "5s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,

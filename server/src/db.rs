@@ -55,14 +55,19 @@ const MIGRATIONS: &[&str] = &[
         user TEXT NOT NULL,
         PRIMARY KEY (room, user)
     ) WITHOUT ROWID;",
-    // 2: rooms know whether they are private and who owns them; names are unique regardless of case;
+    // 2: rooms know whether they are private and who owns them; names are unique regardless of case
+    // (of names a first release let differ only by case, the oldest keeps the name; the others get a
+    // key no sign-in matches, `#` being no name character, and are reported at start);
     // sign-ins are server-side sessions that can be revoked.
     "ALTER TABLE rooms ADD COLUMN private INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE rooms ADD COLUMN owner TEXT;
     INSERT INTO rooms (name, head, private) SELECT DISTINCT room, 0, 1 FROM room_members WHERE true
         ON CONFLICT (name) DO UPDATE SET private = 1;
     ALTER TABLE users ADD COLUMN name_key TEXT;
-    UPDATE users SET name_key = lower(name);
+    UPDATE users SET name_key = lower(name) WHERE name = (
+        SELECT u.name FROM users u WHERE lower(u.name) = lower(users.name)
+        ORDER BY u.created_ms, u.name LIMIT 1);
+    UPDATE users SET name_key = lower(name) || '#' || name WHERE name_key IS NULL;
     CREATE UNIQUE INDEX users_by_key ON users (name_key);
     CREATE TABLE sessions (
         id         TEXT PRIMARY KEY,
@@ -212,6 +217,29 @@ impl Database {
     }
 }
 
+/// Writes a consistent copy of `data_dir`'s database to `dest` (which must not exist), while servers may
+/// be using it: SQLite's `VACUUM INTO` reads one snapshot, so writers go on and the copy holds every
+/// transaction committed before it started, compacted.
+pub fn backup(data_dir: &Path, dest: &Path) -> Result<(), DbError> {
+    let path = data_dir.join(DB_FILE);
+    if !path.is_file() {
+        return Err(DbError::DataDir {
+            path,
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+        });
+    }
+    if dest.exists() {
+        return Err(DbError::DataDir {
+            path: dest.to_owned(),
+            source: std::io::Error::from(std::io::ErrorKind::AlreadyExists),
+        });
+    }
+    let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.execute("VACUUM INTO ?1", [dest.to_string_lossy()])?;
+    Ok(())
+}
+
 /// Applies the migrations the file does not have yet.
 fn migrate(conn: &mut Connection, path: &Path) -> Result<(), DbError> {
     let found: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -236,6 +264,15 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), DbError> {
             source,
         })?;
         tracing::info!(path = %path.display(), version, "database schema migrated");
+        if version == 2 {
+            let mut stmt = conn.prepare("SELECT name FROM users WHERE name_key LIKE '%#%'")?;
+            for name in stmt.query_map([], |r| r.get::<_, String>(0))? {
+                tracing::warn!(
+                    name = %name?,
+                    "account name differs from an older one only by case: it can no longer sign in"
+                );
+            }
+        }
     }
     Ok(())
 }
@@ -262,6 +299,7 @@ mod tests {
             conn.execute_batch(
                 "PRAGMA user_version = 1;
                  INSERT INTO users VALUES ('Ann', 'h', 1);
+                 INSERT INTO users VALUES ('ann', 'h', 2);
                  INSERT INTO room_members VALUES ('team', 'Ann');
                  INSERT INTO rooms VALUES ('lobby', 3);",
             )
@@ -282,10 +320,21 @@ mod tests {
             vec![("lobby".into(), 3, 0), ("team".into(), 0, 1)],
             "history kept, the private room marked"
         );
-        let key: String = conn
-            .query_row("SELECT name_key FROM users", [], |r| r.get(0))
-            .expect("key");
-        assert_eq!(key, "ann");
+        let keys: Vec<(String, String)> = conn
+            .prepare("SELECT name, name_key FROM users ORDER BY created_ms")
+            .expect("prepare")
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        assert_eq!(
+            keys,
+            vec![
+                ("Ann".to_owned(), "ann".to_owned()),
+                ("ann".to_owned(), "ann#ann".to_owned())
+            ],
+            "the older of two names equal but for case keeps the case-insensitive key"
+        );
         drop(db);
         Database::open(dir.path()).expect("reopening applies nothing twice");
     }

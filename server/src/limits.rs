@@ -85,14 +85,20 @@ impl TokenBucket {
 
     /// How long until one token is there (zero if one is).
     pub fn wait(&mut self, now: Instant) -> Duration {
+        self.wait_for(1.0, now)
+    }
+
+    /// How long until `cost` tokens are there (a cost above the burst: a full bucket).
+    pub fn wait_for(&mut self, cost: f64, now: Instant) -> Duration {
         if self.rate <= 0.0 {
             return Duration::ZERO;
         }
         self.refill(now);
-        if self.tokens >= 1.0 {
+        let cost = cost.min(self.burst);
+        if self.tokens >= cost {
             Duration::ZERO
         } else {
-            Duration::from_secs_f64((1.0 - self.tokens) / self.rate)
+            Duration::from_secs_f64((cost - self.tokens) / self.rate)
         }
     }
 
@@ -143,12 +149,14 @@ impl<K: Hash + Eq + Clone> Throttle<K> {
         f(bucket)
     }
 
-    /// `Ok` if `key` has a token left (taking none), else how long until it has.
+    /// `Ok` if `key` has a token left (taking none, and remembering nothing for a key it does not
+    /// know), else how long until it has.
     pub fn check(&self, key: &K, now: Instant) -> Result<(), Duration> {
         if !self.enabled() {
             return Ok(());
         }
-        let wait = self.with(key, now, |b| b.wait(now));
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let wait = buckets.get_mut(key).map_or(Duration::ZERO, |b| b.wait(now));
         if wait.is_zero() { Ok(()) } else { Err(wait) }
     }
 
@@ -166,7 +174,7 @@ impl<K: Hash + Eq + Clone> Throttle<K> {
             if b.try_take_n(cost, now) {
                 Ok(())
             } else {
-                Err(b.wait(now).max(Duration::from_millis(1)))
+                Err(b.wait_for(cost, now).max(Duration::from_millis(1)))
             }
         })
     }
@@ -283,6 +291,19 @@ mod tests {
         );
         assert!(!b.try_take(start + Duration::from_millis(500)));
         assert!(TokenBucket::new(0.0, 1).try_take(start), "rate 0 is off");
+        let mut join = TokenBucket::new(2.0, 3);
+        assert!(join.try_take(start));
+        assert_eq!(
+            join.wait_for(2.0, start),
+            Duration::ZERO,
+            "two of three tokens left"
+        );
+        assert!(join.try_take_n(2.0, start));
+        assert_eq!(
+            join.wait_for(2.0, start),
+            Duration::from_secs(1),
+            "2 tokens at 2/s"
+        );
     }
 
     #[test]
@@ -300,6 +321,14 @@ mod tests {
         assert!(rates.take(&"bob", now).is_ok(), "another key");
         rates.give_back(&"ann", 1.0, now);
         assert!(rates.take(&"ann", now).is_ok());
+        let unknown = Throttle::new(1.0, 2);
+        for i in 0..100 {
+            assert!(unknown.check(&i, now).is_ok());
+        }
+        assert!(
+            unknown.buckets.lock().expect("lock").is_empty(),
+            "checking remembers no key"
+        );
         let off = Throttle::new(0.0, 1);
         assert!((0..100).all(|_| off.take(&"ann", now).is_ok()), "0 is off");
     }

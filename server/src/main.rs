@@ -13,6 +13,12 @@ async fn main() -> anyhow::Result<()> {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .init();
+    if let Some(dest) = &config.backup_to {
+        server::db::backup(&config.data_dir, dest)
+            .with_context(|| format!("backing up into {}", dest.display()))?;
+        tracing::info!(to = %dest.display(), "backup written");
+        return Ok(());
+    }
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .with_context(|| format!("binding {}", config.bind))?;

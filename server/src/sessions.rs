@@ -84,13 +84,30 @@ impl Sessions {
         })
     }
 
-    /// Records a new session for `user` whose token expires at `expires_ms`; returns its id.
-    pub async fn start(&self, user: &UserName, expires_ms: i64) -> Result<SessionId, DbError> {
+    /// Records a new session for `user` whose token expires at `expires_ms`, if `password_hash` (the one
+    /// just checked) is still the account's; returns its id, or `None` when the password changed or the
+    /// account was deleted meanwhile (a sign-in racing a password change must not outlive it).
+    pub async fn start(
+        &self,
+        user: &UserName,
+        password_hash: String,
+        expires_ms: i64,
+    ) -> Result<Option<SessionId>, DbError> {
         let bytes: [u8; 16] = rand::rng().random();
         let sid: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         let (id, user) = (sid.clone(), user.clone());
         self.db
             .write(move |tx| {
+                let current = tx.query_row(
+                    "SELECT 1 FROM users WHERE name = ?1 AND password_hash = ?2",
+                    params![user.as_str(), password_hash],
+                    |_| Ok(()),
+                );
+                match current {
+                    Ok(()) => {}
+                    Err(rusqlite::Error::QueryReturnedNoRows) => return Ok(None),
+                    Err(e) => return Err(e.into()),
+                }
                 // Expired sessions are no use to anyone: clear them out as new ones come in.
                 tx.execute(
                     "DELETE FROM sessions WHERE expires_ms < ?1",
@@ -100,10 +117,9 @@ impl Sessions {
                     "INSERT INTO sessions (id, user, expires_ms) VALUES (?1, ?2, ?3)",
                     params![id, user.as_str(), expires_ms],
                 )?;
-                Ok::<_, DbError>(())
+                Ok::<_, DbError>(Some(id))
             })
-            .await?;
-        Ok(sid)
+            .await
     }
 
     /// Whether session `sid` was revoked.
@@ -179,6 +195,12 @@ impl Sessions {
         sid: Option<SessionId>,
     ) -> Result<Attached, TooManyForUser> {
         let mut live = lock(&self.live);
+        let revoked = CancellationToken::new();
+        // Checked again under the registry's lock: a revocation that ran since the handshake's check
+        // either sees this connection below, or is seen here.
+        if sid.as_deref().is_some_and(|s| self.is_revoked(s)) {
+            revoked.cancel();
+        }
         let lives = live.entry(user.clone()).or_default();
         if self.max_per_user > 0 && lives.len() >= self.max_per_user {
             if lives.is_empty() {
@@ -186,7 +208,6 @@ impl Sessions {
             }
             return Err(TooManyForUser);
         }
-        let revoked = CancellationToken::new();
         lives.push(Live {
             conn,
             sid,
@@ -227,9 +248,24 @@ mod tests {
             UserName::new("bob").expect("n"),
         );
         let later = crate::now().unix_ms() + 60_000;
-        let s1 = sessions.start(&ann, later).await.expect("start");
-        let s2 = sessions.start(&ann, later).await.expect("start");
-        let s3 = sessions.start(&bob, later).await.expect("start");
+        db.write(|tx| {
+            tx.execute_batch(
+                "INSERT INTO users (name, name_key, password_hash, created_ms)
+                 VALUES ('ann', 'ann', 'h1', 0), ('bob', 'bob', 'h2', 0)",
+            )
+            .map_err(DbError::from)
+        })
+        .await
+        .expect("users");
+        let start = |user, hash: &str| sessions.start(user, hash.to_owned(), later);
+        assert_eq!(
+            start(&ann, "stale").await.expect("start"),
+            None,
+            "no session from a password that is no longer the account's"
+        );
+        let s1 = start(&ann, "h1").await.expect("start").expect("started");
+        let s2 = start(&ann, "h1").await.expect("start").expect("started");
+        let s3 = start(&bob, "h2").await.expect("start").expect("started");
         let a1 = sessions.attach(&ann, 1, Some(s1.clone())).expect("attach");
         let a2 = sessions.attach(&ann, 2, Some(s2.clone())).expect("attach");
         assert!(

@@ -75,7 +75,8 @@ pub async fn upgrade(
         return refuse(StatusCode::FORBIDDEN, "origin not allowed\n");
     }
     let anonymous = node.config.allow_anonymous;
-    let (user, sid, guest, expires_at) = match request_token(&headers, query.token.as_deref()) {
+    let token = request_token(&headers, query.token.as_deref(), client);
+    let (user, sid, guest, expires_at) = match token {
         Some(token) => match node.tokens.verify(&token) {
             Ok(v) if !v.guest => match v.sid {
                 Some(sid) if !node.sessions.is_revoked(&sid) => {

@@ -315,7 +315,10 @@ where
         if self.frames.try_take_n(cost, now) {
             Ok(())
         } else {
-            Err(self.frames.wait(now).max(Duration::from_millis(1)))
+            Err(self
+                .frames
+                .wait_for(cost, now)
+                .max(Duration::from_millis(1)))
         }
     }
 

@@ -123,3 +123,70 @@ async fn chats_in_flight_at_sigterm_are_acked_and_stored_or_resent_never_lost() 
     assert_eq!(stored.len(), SENT, "each stored exactly once: {stored:?}");
     server.kill9().await;
 }
+
+#[tokio::test]
+async fn a_backup_taken_while_serving_restores_every_acked_message() {
+    let (_keep, dir) = data_dir();
+    let server = ServerProcess::start(&dir).await;
+    let mut a = Client::connect(&server.ws_url()).await;
+    let before = send_acked(&mut a, "lobby", "b", 40).await;
+    // The backup runs as its own process beside the live server, which keeps storing meanwhile.
+    let backup = dir.with_file_name("backup.db");
+    let writer = tokio::spawn(async move {
+        send_acked(&mut a, "lobby", "during", 40).await;
+        a
+    });
+    let status = tokio::process::Command::new(env!("CARGO_BIN_EXE_server"))
+        .arg("--data-dir")
+        .arg(&dir)
+        .arg("--backup-to")
+        .arg(&backup)
+        .env_clear()
+        .status()
+        .await
+        .expect("run backup");
+    assert!(status.success());
+    let a = writer.await.expect("writer");
+    let again = tokio::process::Command::new(env!("CARGO_BIN_EXE_server"))
+        .arg("--data-dir")
+        .arg(&dir)
+        .arg("--backup-to")
+        .arg(&backup)
+        .env_clear()
+        .output()
+        .await
+        .expect("run backup");
+    assert!(
+        !again.status.success(),
+        "an existing file is never overwritten"
+    );
+    server.kill9().await;
+
+    // Restore: the copy as chat.db, with the key, in a fresh data directory.
+    let restored = dir.with_file_name("restored");
+    std::fs::create_dir_all(&restored).expect("mkdir");
+    std::fs::copy(&backup, restored.join("chat.db")).expect("copy db");
+    std::fs::copy(dir.join("token.key"), restored.join("token.key")).expect("copy key");
+    let server = ServerProcess::start(&restored).await;
+    let mut b = Client::reconnect(&server.ws_url(), &a.token).await;
+    b.send(json!({"type": "join", "room": "lobby", "since": 0}))
+        .await;
+    let mut seqs = Vec::new();
+    loop {
+        let m = b.recv().await;
+        if m["type"] == "joined" {
+            break;
+        }
+        seqs.push(m["seq"].as_u64().expect("seq"));
+    }
+    assert!(
+        seqs.starts_with(&before),
+        "everything acked before the backup is in it: {seqs:?}"
+    );
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as u64).collect::<Vec<_>>(),
+        "a consistent snapshot: no gap"
+    );
+    server.kill9().await;
+}

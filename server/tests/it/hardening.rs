@@ -422,4 +422,17 @@ async fn an_https_origin_gets_a_secure_host_only_cookie() {
         serde_json::from_str::<Value>(&session).expect("json")["name"],
         "ann"
     );
+    // Over HTTPS a plain-named cookie (which a sibling subdomain could plant) is not a session.
+    let (_, _, session) = http(
+        server.addr,
+        "GET",
+        "/api/session",
+        &[("Cookie", &format!("chat_token={token}"))],
+        "",
+    )
+    .await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&session).expect("json")["name"],
+        Value::Null
+    );
 }

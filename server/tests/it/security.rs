@@ -687,4 +687,10 @@ async fn owners_remove_members_who_stop_receiving_at_once() {
     bob.expect("joined").await;
     eve.send(json!({"type": "create", "room": "open"})).await;
     assert_eq!(eve.expect("error").await["code"], "room_exists");
+    // Nor can anyone take the lobby, which everyone is in from the start.
+    eve.send(json!({"type": "leave", "room": "lobby"})).await;
+    eve.expect("left").await;
+    eve.send(json!({"type": "create", "room": "lobby", "private": true}))
+        .await;
+    assert_eq!(eve.expect("error").await["code"], "room_exists");
 }
