@@ -17,7 +17,7 @@ use crate::{
 use shared::{RoomId, UserName};
 use std::{
     collections::{HashMap, HashSet},
-    sync::{Arc, Mutex, MutexGuard},
+    sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard},
 };
 
 /// Rooms whose access is kept in memory; past this the cache starts over.
@@ -78,7 +78,8 @@ impl From<Option<RoomInfo>> for Access {
 pub struct RoomAccess {
     history: Arc<dyn History>,
     hub: Arc<Hub>,
-    cache: Arc<Mutex<Cache>>,
+    /// Read on every chat, written only when a room is loaded or changed.
+    cache: Arc<RwLock<Cache>>,
 }
 
 #[derive(Debug, Default)]
@@ -98,21 +99,25 @@ impl RoomAccess {
         }
     }
 
-    fn cache(&self) -> MutexGuard<'_, Cache> {
-        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    fn read(&self) -> RwLockReadGuard<'_, Cache> {
+        self.cache.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Cache> {
+        self.cache.write().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Who may use `room`.
     pub async fn access(&self, room: &RoomId) -> Result<Arc<Access>, HistoryError> {
         let generation = {
-            let cache = self.cache();
+            let cache = self.read();
             if let Some(access) = cache.rooms.get(room) {
                 return Ok(Arc::clone(access));
             }
             cache.generation
         };
         let access = Arc::new(Access::from(self.history.room(room.clone()).await?));
-        let mut cache = self.cache();
+        let mut cache = self.write();
         if cache.generation == generation {
             if cache.rooms.len() >= MAX_CACHED_ROOMS {
                 cache.rooms.clear();
@@ -192,7 +197,7 @@ impl RoomAccess {
     /// Forgets `user` everywhere (the account was deleted).
     pub async fn forget_user(&self, user: &UserName) -> Result<(), HistoryError> {
         self.history.forget_user(user.clone()).await?;
-        let mut cache = self.cache();
+        let mut cache = self.write();
         cache.generation += 1;
         cache.rooms.clear();
         Ok(())
@@ -201,7 +206,7 @@ impl RoomAccess {
     /// Reloads `room` after a change and takes everyone no longer allowed out of it.
     async fn changed(&self, room: &RoomId) -> Result<(), HistoryError> {
         {
-            let mut cache = self.cache();
+            let mut cache = self.write();
             cache.generation += 1;
             cache.rooms.remove(room);
         }

@@ -194,33 +194,28 @@ impl Accounts {
             .await
     }
 
-    /// Replaces `name`'s password after checking the current one; returns the new hash.
+    /// Replaces the password of `current` (just checked by [`Self::login`]) with `new`, unless it
+    /// changed meanwhile; returns the new hash.
     pub async fn change_password(
         &self,
-        name: &UserName,
-        current: String,
+        current: Verified,
         new: String,
     ) -> Result<Verified, AccountError> {
-        shared::api::check_password(name.as_str(), &new).map_err(AccountError::WeakPassword)?;
-        let old = self
-            .login(Credentials {
-                name: name.to_string(),
-                password: current,
-            })
-            .await?;
+        shared::api::check_password(current.name.as_str(), &new)
+            .map_err(AccountError::WeakPassword)?;
         let hashed = self.hashing(move || hash(&new)).await?;
         self.db
             .write(move |tx| {
                 // Only over the hash just checked: two changes at once cannot both win.
                 let changed = tx.execute(
                     "UPDATE users SET password_hash = ?3 WHERE name = ?1 AND password_hash = ?2",
-                    params![old.name.as_str(), old.hash, hashed],
+                    params![current.name.as_str(), current.hash, hashed],
                 )?;
                 if changed == 0 {
                     Err(AccountError::BadCredentials)
                 } else {
                     Ok(Verified {
-                        name: old.name,
+                        name: current.name,
                         hash: hashed,
                     })
                 }
@@ -228,18 +223,20 @@ impl Accounts {
             .await
     }
 
-    /// Deletes `name`'s account after checking its password.
-    pub async fn delete(&self, name: &UserName, password: String) -> Result<(), AccountError> {
-        self.login(Credentials {
-            name: name.to_string(),
-            password,
-        })
-        .await?;
-        let name = name.clone();
+    /// Deletes the account of `current` (just checked by [`Self::login`]), unless its password changed
+    /// meanwhile.
+    pub async fn delete(&self, current: Verified) -> Result<(), AccountError> {
         self.db
             .write(move |tx| {
-                tx.execute("DELETE FROM users WHERE name = ?1", [name.as_str()])?;
-                Ok(())
+                let deleted = tx.execute(
+                    "DELETE FROM users WHERE name = ?1 AND password_hash = ?2",
+                    params![current.name.as_str(), current.hash],
+                )?;
+                if deleted == 0 {
+                    Err(AccountError::BadCredentials)
+                } else {
+                    Ok(())
+                }
             })
             .await
     }
@@ -410,23 +407,33 @@ mod tests {
             Some(ann.clone())
         );
 
+        let old = accounts
+            .login(creds("ann", "correct horse"))
+            .await
+            .expect("login");
         accounts
-            .change_password(&ann, "correct horse".into(), "battery staple".into())
+            .change_password(old.clone(), "battery staple".into())
             .await
             .expect("change");
         assert!(accounts.login(creds("ann", "correct horse")).await.is_err());
-        accounts
+        let current = accounts
             .login(creds("ann", "battery staple"))
             .await
             .expect("new password");
+        assert!(
+            matches!(
+                accounts
+                    .change_password(old.clone(), "third one!".into())
+                    .await,
+                Err(AccountError::BadCredentials)
+            ),
+            "a change over a password that is no longer current loses"
+        );
         assert!(matches!(
-            accounts.delete(&ann, "wrong one".into()).await,
+            accounts.delete(old).await,
             Err(AccountError::BadCredentials)
         ));
-        accounts
-            .delete(&ann, "battery staple".into())
-            .await
-            .expect("delete");
+        accounts.delete(current).await.expect("delete");
         assert_eq!(accounts.find(&ann).await.expect("find"), None);
 
         accounts

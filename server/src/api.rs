@@ -296,35 +296,43 @@ async fn logout_all(State(node): State<Node>, client: ClientInfo, user: MaybeUse
     signed_out(client)
 }
 
+/// The request's signed-in user, once `password` is confirmed as theirs (within the sign-in throttles).
+async fn confirmed(
+    node: &Node,
+    client: ClientInfo,
+    user: MaybeUser,
+    password: String,
+) -> Result<Verified, Response> {
+    let Some(token) = user.0 else {
+        return Err(unauthorized());
+    };
+    let credentials = Credentials {
+        name: token.user.to_string(),
+        password,
+    };
+    check_password(node, client, credentials).await
+}
+
 async fn change_password(
     State(node): State<Node>,
     client: ClientInfo,
     user: MaybeUser,
     Body(change): Body<PasswordChange>,
 ) -> Response {
-    let Some(verified) = user.0 else {
-        return unauthorized();
+    let current = match confirmed(&node, client, user, change.current).await {
+        Ok(current) => current,
+        Err(refusal) => return refusal,
     };
-    let credentials = Credentials {
-        name: verified.user.to_string(),
-        password: change.current.clone(),
-    };
-    if let Err(refusal) = check_password(&node, client, credentials).await {
-        return refusal;
-    }
-    let changed = match node
-        .accounts
-        .change_password(&verified.user, change.current, change.new)
-        .await
-    {
+    let name = current.name.clone();
+    let changed = match node.accounts.change_password(current, change.new).await {
         Ok(changed) => changed,
         Err(e) => return e.into_response(),
     };
-    if let Err(e) = node.sessions.revoke_all(&verified.user).await {
+    if let Err(e) = node.sessions.revoke_all(&name).await {
         tracing::error!(error = %e, "revoking sessions failed");
         return internal();
     }
-    tracing::info!(user = %verified.user, "password changed; every session signed out");
+    tracing::info!(user = %name, "password changed; every session signed out");
     signed_in(&node, client, StatusCode::OK, changed).await
 }
 
@@ -334,25 +342,16 @@ async fn delete_account(
     user: MaybeUser,
     Body(password): Body<Password>,
 ) -> Response {
-    let Some(verified) = user.0 else {
-        return unauthorized();
+    let current = match confirmed(&node, client, user, password.password).await {
+        Ok(current) => current,
+        Err(refusal) => return refusal,
     };
-    let credentials = Credentials {
-        name: verified.user.to_string(),
-        password: password.password.clone(),
-    };
-    if let Err(refusal) = check_password(&node, client, credentials).await {
-        return refusal;
-    }
-    if let Err(e) = node
-        .accounts
-        .delete(&verified.user, password.password)
-        .await
-    {
+    let name = current.name.clone();
+    if let Err(e) = node.accounts.delete(current).await {
         return e.into_response();
     }
-    let revoked = node.sessions.revoke_all(&verified.user).await;
-    let forgotten = node.access.forget_user(&verified.user).await;
+    let revoked = node.sessions.revoke_all(&name).await;
+    let forgotten = node.access.forget_user(&name).await;
     if let Err(e) = revoked
         .map_err(|e| e.to_string())
         .and(forgotten.map_err(|e| e.to_string()))
@@ -360,7 +359,7 @@ async fn delete_account(
         tracing::error!(error = %e, "cleaning up after an account deletion failed");
         return internal();
     }
-    tracing::info!(user = %verified.user, "account deleted");
+    tracing::info!(user = %name, "account deleted");
     signed_out(client)
 }
 

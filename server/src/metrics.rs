@@ -58,70 +58,69 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
+        let connections = Gauge::default();
+        let frames_in = Counter::default();
+        let frames_out = Counter::default();
+        let chats_stored = Counter::default();
+        let acks = Counter::default();
+        let errors = Family::default();
+        let disconnects = Family::default();
+        // 0.1 ms to about 3 s.
+        let accept_to_publish = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        let mailbox_bytes = Gauge::default();
+        let relay_queue = Gauge::default();
         let mut registry = Registry::with_prefix("chat");
-        let metrics = Self {
-            connections: Gauge::default(),
-            frames_in: Counter::default(),
-            frames_out: Counter::default(),
-            chats_stored: Counter::default(),
-            acks: Counter::default(),
-            errors: Family::default(),
-            disconnects: Family::default(),
-            // 0.1 ms to about 3 s.
-            accept_to_publish: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
-            mailbox_bytes: Gauge::default(),
-            relay_queue: Gauge::default(),
-            registry: Registry::default(),
-        };
-        registry.register(
+        let r = &mut registry;
+        r.register(
             "connections",
             "Open WebSocket connections",
-            metrics.connections.clone(),
+            connections.clone(),
         );
-        registry.register(
+        r.register(
             "frames_in",
             "Frames received from clients",
-            metrics.frames_in.clone(),
+            frames_in.clone(),
         );
-        registry.register(
+        r.register(
             "frames_out",
             "Frames written to clients",
-            metrics.frames_out.clone(),
+            frames_out.clone(),
         );
-        registry.register(
-            "chats_stored",
-            "Chat messages stored",
-            metrics.chats_stored.clone(),
-        );
-        registry.register("acks", "Acknowledgements sent", metrics.acks.clone());
-        registry.register(
-            "errors",
-            "Error frames sent, by code",
-            metrics.errors.clone(),
-        );
-        registry.register(
+        r.register("chats_stored", "Chat messages stored", chats_stored.clone());
+        r.register("acks", "Acknowledgements sent", acks.clone());
+        r.register("errors", "Error frames sent, by code", errors.clone());
+        r.register(
             "disconnects",
             "Connections ended, by close code or reason",
-            metrics.disconnects.clone(),
+            disconnects.clone(),
         );
-        registry.register(
+        r.register(
             "accept_to_publish_seconds",
             "Time from a chat's arrival to its publication",
-            metrics.accept_to_publish.clone(),
+            accept_to_publish.clone(),
         );
-        registry.register(
+        r.register(
             "mailbox_bytes",
             "Bytes queued for connections, not yet written",
-            metrics.mailbox_bytes.clone(),
+            mailbox_bytes.clone(),
         );
-        registry.register(
+        r.register(
             "relay_queue",
             "Chats waiting to be stored",
-            metrics.relay_queue.clone(),
+            relay_queue.clone(),
         );
         Self {
             registry,
-            ..metrics
+            connections,
+            frames_in,
+            frames_out,
+            chats_stored,
+            acks,
+            errors,
+            disconnects,
+            accept_to_publish,
+            mailbox_bytes,
+            relay_queue,
         }
     }
 }

@@ -716,12 +716,11 @@ where
         }
     }
 
+    /// Queues `message` in the socket's write buffer and, if `flush`, writes it all out (each step under
+    /// the write deadline).
     async fn write(&mut self, message: Message, flush: bool) -> Result<(), End> {
-        if flush {
-            guarded(self.socket.send(message), &self.stops, self.write_deadline).await
-        } else {
-            guarded(self.socket.feed(message), &self.stops, self.write_deadline).await
-        }
+        guarded(self.socket.feed(message), &self.stops, self.write_deadline).await?;
+        if flush { self.flush().await } else { Ok(()) }
     }
 
     async fn flush(&mut self) -> Result<(), End> {
