@@ -35,7 +35,7 @@ use crate::{
     relay::AppendRequest,
 };
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
-use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use futures_util::{FutureExt, Sink, SinkExt, Stream, StreamExt};
 use shared::{
     ClientMessage, ClientMsgId, ErrorCode, RoomId, Seq, ServerMessage, Timestamp, UserName, close,
 };
@@ -43,6 +43,7 @@ use std::{
     collections::HashMap,
     future::Future,
     net::IpAddr,
+    task::{Context, Poll},
     time::{Duration, Instant},
 };
 use tokio::time::{MissedTickBehavior, interval_at, sleep_until};
@@ -90,7 +91,7 @@ enum End {
 }
 
 /// What ends a session from outside, checked during every wait, writes included.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Stops {
     shutdown: CancellationToken,
     revoked: CancellationToken,
@@ -247,10 +248,14 @@ where
         ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let deadline = sleep_until(tokio::time::Instant::from_std(self.last_heard + timeout));
         tokio::pin!(deadline);
+        // Made once, not per event: the loop wakes for every delivery.
+        let stops = self.stops.clone();
+        let stopped = stops.fired();
+        tokio::pin!(stopped);
 
         loop {
             let step = tokio::select! {
-                end = self.stops.fired() => Err(end),
+                end = &mut stopped => Err(end),
                 inbound = self.socket.next() => match inbound {
                     None => Err(End::PeerGone),
                     Some(Ok(frame)) => {
@@ -716,15 +721,40 @@ where
         }
     }
 
-    /// Queues `message` in the socket's write buffer and, if `flush`, writes it all out (each step under
-    /// the write deadline).
+    /// Queues `message` in the socket's write buffer and, if `flush`, writes it all out. Only a step that
+    /// cannot finish at once waits, under the write deadline ([`guarded`]): the usual write, with room in
+    /// the buffers, arms no timer and registers no waiter.
     async fn write(&mut self, message: Message, flush: bool) -> Result<(), End> {
-        guarded(self.socket.feed(message), &self.stops, self.write_deadline).await?;
+        self.ready(Self::poll_ready).await?;
+        self.socket
+            .start_send_unpin(message)
+            .map_err(|_| End::WriteFailed)?;
         if flush { self.flush().await } else { Ok(()) }
     }
 
     async fn flush(&mut self) -> Result<(), End> {
-        guarded(self.socket.flush(), &self.stops, self.write_deadline).await
+        self.ready(Self::poll_flush).await
+    }
+
+    fn poll_ready(socket: &mut S, cx: &mut Context<'_>) -> Poll<Result<(), axum::Error>> {
+        socket.poll_ready_unpin(cx)
+    }
+
+    fn poll_flush(socket: &mut S, cx: &mut Context<'_>) -> Poll<Result<(), axum::Error>> {
+        socket.poll_flush_unpin(cx)
+    }
+
+    /// Drives `step` on the socket: once at once, then (if it is not done) under the write deadline.
+    async fn ready(
+        &mut self,
+        mut step: impl FnMut(&mut S, &mut Context<'_>) -> Poll<Result<(), axum::Error>>,
+    ) -> Result<(), End> {
+        let socket = &mut self.socket;
+        let mut once = std::future::poll_fn(|cx| step(socket, cx));
+        match (&mut once).now_or_never() {
+            Some(done) => done.map_err(|_| End::WriteFailed),
+            None => guarded(once, &self.stops, self.write_deadline).await,
+        }
     }
 }
 
