@@ -150,7 +150,7 @@ impl RoomAccess {
         {
             return Err(AccessError::Exists);
         }
-        self.changed(room).await?;
+        self.reload(room).await?;
         Ok(())
     }
 
@@ -172,7 +172,7 @@ impl RoomAccess {
         {
             return Err(AccessError::Forbidden);
         }
-        self.changed(room).await?;
+        self.reload(room).await?;
         Ok(())
     }
 
@@ -190,21 +190,27 @@ impl RoomAccess {
         self.history
             .set_member(room.clone(), user.clone(), false)
             .await?;
-        self.changed(room).await?;
+        self.reload(room).await?;
         Ok(())
     }
 
     /// Forgets `user` everywhere (the account was deleted).
     pub async fn forget_user(&self, user: &UserName) -> Result<(), HistoryError> {
         self.history.forget_user(user.clone()).await?;
-        let mut cache = self.write();
-        cache.generation += 1;
-        cache.rooms.clear();
+        self.reload_all();
         Ok(())
     }
 
-    /// Reloads `room` after a change and takes everyone no longer allowed out of it.
-    async fn changed(&self, room: &RoomId) -> Result<(), HistoryError> {
+    /// Forgets every cached room (announcements of changes may have been missed).
+    pub fn reload_all(&self) {
+        let mut cache = self.write();
+        cache.generation += 1;
+        cache.rooms.clear();
+    }
+
+    /// Reloads `room` after a change (here, or announced by another node) and takes everyone no longer
+    /// allowed out of it.
+    pub async fn reload(&self, room: &RoomId) -> Result<(), HistoryError> {
         {
             let mut cache = self.write();
             cache.generation += 1;

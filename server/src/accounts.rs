@@ -1,4 +1,4 @@
-//! User accounts: names and Argon2id password hashes, in the node's database.
+//! User accounts: names and Argon2id password hashes, kept in a [`UserStore`].
 //!
 //! - Names are unique regardless of case: `Ann` registered means `ann` cannot be, and signing in as `ANN`
 //!   is signing in as `Ann` (the name as registered is the one everybody sees).
@@ -11,12 +11,11 @@
 //! - Signing in with an unknown name costs the same hash as with a known one, so response times do not
 //!   reveal which names exist.
 
-use crate::db::{Database, DbError};
+use crate::users::{StoreError, UserStore};
 use argon2::{
     Algorithm, Argon2, Block, Params, Version,
     password_hash::{Output, PasswordHash, SaltString, rand_core::OsRng},
 };
-use rusqlite::{Connection, OptionalExtension, params};
 use shared::{UserName, api::Credentials};
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex, mpsc};
@@ -42,24 +41,12 @@ pub enum AccountError {
     /// Too many password checks are waiting already.
     #[error("the server is busy; try again in a moment")]
     Busy,
-    /// The database failed.
-    #[error("accounts database: {0}")]
-    Db(#[from] DbError),
+    /// The store failed.
+    #[error("accounts store: {0}")]
+    Store(#[from] StoreError),
     /// Hashing failed.
     #[error("password hashing: {0}")]
     Hash(String),
-}
-
-impl From<rusqlite::Error> for AccountError {
-    fn from(e: rusqlite::Error) -> Self {
-        Self::Db(e.into())
-    }
-}
-
-impl From<tokio::task::JoinError> for AccountError {
-    fn from(e: tokio::task::JoinError) -> Self {
-        Self::Db(e.into())
-    }
 }
 
 /// A name whose password was just checked or set, and the hash it was checked against: a session may
@@ -75,7 +62,7 @@ pub struct Verified {
 /// The account store.
 #[derive(Debug, Clone)]
 pub struct Accounts {
-    db: Database,
+    store: Arc<dyn UserStore>,
     /// A real hash of a random password, verified against when the name is unknown.
     decoy: Arc<String>,
     /// Password work for the hashing threads; bounded, so a full queue refuses instead of growing.
@@ -108,11 +95,11 @@ fn hashing_threads(threads: usize) -> Result<mpsc::SyncSender<Job>, AccountError
 }
 
 impl Accounts {
-    /// The accounts in `db`, with at most `parallelism` hashes at once.
-    pub fn new(db: Database, parallelism: usize) -> Result<Self, AccountError> {
+    /// The accounts in `store`, with at most `parallelism` hashes at once.
+    pub fn new(store: Arc<dyn UserStore>, parallelism: usize) -> Result<Self, AccountError> {
         let decoy = hash(&format!("{:x}", rand::random::<u128>()))?;
         Ok(Self {
-            db,
+            store,
             decoy: Arc::new(decoy),
             hashing: hashing_threads(parallelism)?,
         })
@@ -150,26 +137,21 @@ impl Accounts {
         }
         let hashed = self.hashing(move || hash(&credentials.password)).await?;
         let now = crate::now().unix_ms();
-        self.db
-            .write(move |tx| {
-                let inserted = tx.execute(
-                    "INSERT INTO users (name, name_key, password_hash, created_ms) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT DO NOTHING",
-                    params![name.as_str(), key(&name), hashed, now],
-                )?;
-                if inserted == 0 {
-                    Err(AccountError::NameTaken)
-                } else {
-                    Ok(Verified { name, hash: hashed })
-                }
-            })
-            .await
+        if self
+            .store
+            .insert_user(name.clone(), hashed.clone(), now)
+            .await?
+        {
+            Ok(Verified { name, hash: hashed })
+        } else {
+            Err(AccountError::NameTaken)
+        }
     }
 
     /// Checks a name (in any case) and password; returns the name as registered.
     pub async fn login(&self, credentials: Credentials) -> Result<Verified, AccountError> {
         let stored = match UserName::new(credentials.name) {
-            Ok(name) => self.db.read(move |c| stored_hash(c, &name)).await?,
+            Ok(name) => self.store.user(name).await?,
             Err(_) => None,
         };
         let decoy = Arc::clone(&self.decoy);
@@ -188,10 +170,7 @@ impl Accounts {
 
     /// The account named `name` in any case, as registered.
     pub async fn find(&self, name: &UserName) -> Result<Option<UserName>, AccountError> {
-        let name = name.clone();
-        self.db
-            .read(move |c| Ok(stored_hash(c, &name)?.map(|(n, _)| n)))
-            .await
+        Ok(self.store.user(name.clone()).await?.map(|(n, _)| n))
     }
 
     /// Replaces the password of `current` (just checked by [`Self::login`]) with `new`, unless it
@@ -204,62 +183,30 @@ impl Accounts {
         shared::api::check_password(current.name.as_str(), &new)
             .map_err(AccountError::WeakPassword)?;
         let hashed = self.hashing(move || hash(&new)).await?;
-        self.db
-            .write(move |tx| {
-                // Only over the hash just checked: two changes at once cannot both win.
-                let changed = tx.execute(
-                    "UPDATE users SET password_hash = ?3 WHERE name = ?1 AND password_hash = ?2",
-                    params![current.name.as_str(), current.hash, hashed],
-                )?;
-                if changed == 0 {
-                    Err(AccountError::BadCredentials)
-                } else {
-                    Ok(Verified {
-                        name: current.name,
-                        hash: hashed,
-                    })
-                }
+        // Only over the hash just checked: two changes at once cannot both win.
+        if self
+            .store
+            .replace_hash(current.name.clone(), current.hash, hashed.clone())
+            .await?
+        {
+            Ok(Verified {
+                name: current.name,
+                hash: hashed,
             })
-            .await
+        } else {
+            Err(AccountError::BadCredentials)
+        }
     }
 
     /// Deletes the account of `current` (just checked by [`Self::login`]), unless its password changed
     /// meanwhile.
     pub async fn delete(&self, current: Verified) -> Result<(), AccountError> {
-        self.db
-            .write(move |tx| {
-                let deleted = tx.execute(
-                    "DELETE FROM users WHERE name = ?1 AND password_hash = ?2",
-                    params![current.name.as_str(), current.hash],
-                )?;
-                if deleted == 0 {
-                    Err(AccountError::BadCredentials)
-                } else {
-                    Ok(())
-                }
-            })
-            .await
+        if self.store.delete_user(current.name, current.hash).await? {
+            Ok(())
+        } else {
+            Err(AccountError::BadCredentials)
+        }
     }
-}
-
-/// The case-insensitive key of a name.
-fn key(name: &UserName) -> String {
-    name.as_str().to_lowercase()
-}
-
-/// The registered name and password hash of the account called `name` in any case.
-fn stored_hash(
-    conn: &Connection,
-    name: &UserName,
-) -> Result<Option<(UserName, String)>, AccountError> {
-    let row: Option<(String, String)> = conn
-        .query_row(
-            "SELECT name, password_hash FROM users WHERE name_key = ?1",
-            [key(name)],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
-    Ok(row.and_then(|(n, h)| UserName::new(n).ok().map(|n| (n, h))))
 }
 
 thread_local! {
@@ -342,6 +289,8 @@ fn verify(stored: &str, password: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{db::Database, users::sqlite::SqliteUsers};
+    use rusqlite::Connection;
 
     fn creds(name: &str, password: &str) -> Credentials {
         Credentials {
@@ -354,7 +303,7 @@ mod tests {
     async fn register_then_login() {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = Database::open(dir.path()).expect("open");
-        let accounts = Accounts::new(db.clone(), 2).expect("accounts");
+        let accounts = Accounts::new(Arc::new(SqliteUsers::new(db.clone())), 2).expect("accounts");
         let ann = accounts
             .register(creds("Ann", "correct horse"))
             .await

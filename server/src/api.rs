@@ -115,7 +115,7 @@ impl IntoResponse for AccountError {
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
                 response
             }
-            AccountError::Db(_) | AccountError::Hash(_) => {
+            AccountError::Store(_) | AccountError::Hash(_) => {
                 tracing::error!(error = %message, "account operation failed");
                 internal()
             }

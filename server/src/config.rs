@@ -128,6 +128,13 @@ pub struct Config {
     #[arg(long, env = "CHAT_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub handshake_timeout: Duration,
 
+    /// Run as one of several nodes sharing this Redis (`redis://HOST:PORT[/DB]`, Redis 7): history,
+    /// rooms, accounts, sessions and the token key live there, and chats reach the clients of every node.
+    /// Acks mean stored in Redis, so run it with `appendonly yes` and `appendfsync always` (see README).
+    /// Without it: one node with its embedded database in `--data-dir`.
+    #[arg(long, env = "CHAT_REDIS_URL")]
+    pub redis_url: Option<String>,
+
     /// Instead of serving: write a consistent copy of the data directory's database to this file and
     /// exit. Safe while a server runs on the same data directory (nothing waits on it); the file must
     /// not exist yet. Restoring is copying it back as `chat.db` (with `token.key`) into a data directory.

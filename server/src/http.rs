@@ -1,5 +1,6 @@
-//! The HTTP surface: `GET /ws` (the WebSocket), `/api/*` (accounts), `GET /healthz`, and the built web
-//! app at `/`.
+//! The HTTP surface: `GET /ws` (the WebSocket), `/api/*` (accounts), `GET /healthz` (the process is up),
+//! `GET /readyz` (it can store chats: in the Redis mode, 503 while Redis is unreachable or the
+//! subscription is down), `GET /metrics`, and the built web app at `/`.
 //!
 //! Every response carries the headers a page that shows other people's text should have: a
 //! `Content-Security-Policy` allowing only what the wasm app needs (its own scripts, by hash for the
@@ -26,6 +27,7 @@ pub fn router(node: Node) -> Router {
     let app = Router::new()
         .route("/ws", get(ws::upgrade))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
         .merge(api::routes())
         .route("/api/{*rest}", any(api_not_found));
@@ -56,6 +58,14 @@ async fn metrics(axum::extract::State(node): axum::extract::State<Node>) -> Resp
         .render(node.hub.queued_bytes(), node.relay.queued());
     let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
     ([(header::CONTENT_TYPE, content_type)], text).into_response()
+}
+
+async fn ready(axum::extract::State(node): axum::extract::State<Node>) -> Response {
+    if node.ready() {
+        "ready".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "redis unavailable\n").into_response()
+    }
 }
 
 async fn api_not_found() -> Response {

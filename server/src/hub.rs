@@ -82,13 +82,13 @@ impl Hub {
     }
 
     /// Delivers `message` to every connection in its room except `except`.
-    pub fn publish(&self, message: &Arc<Published>, except: ConnId) {
+    pub fn publish(&self, message: &Arc<Published>, except: Option<ConnId>) {
         let rooms = self.read();
         let Some(members) = rooms.get(&message.room) else {
             return;
         };
         for member in members {
-            if member.conn != except {
+            if Some(member.conn) != except {
                 member.mailbox.push(Outbound::Delivery(Arc::clone(message)));
             }
         }
@@ -104,6 +104,11 @@ impl Hub {
             .filter(|m| seen.insert(m.conn))
             .map(|m| m.mailbox.queued())
             .sum()
+    }
+
+    /// The rooms that have connections.
+    pub fn rooms(&self) -> Vec<RoomId> {
+        self.read().keys().cloned().collect()
     }
 
     /// How many connections are in `room`.
@@ -140,14 +145,14 @@ mod tests {
         hub.join(&dev, 3, &ann, &c);
         assert_eq!(hub.member_count(&lobby), 2);
 
-        hub.publish(&published(&lobby, 1), 1);
+        hub.publish(&published(&lobby, 1), Some(1));
         assert!(ra.try_recv().is_none());
         assert!(matches!(rb.try_recv(), Some(Outbound::Delivery(p)) if p.seq == 1));
         assert!(rb.try_recv().is_none(), "joined twice, delivered once");
         assert!(rc.try_recv().is_none());
 
         hub.leave(&lobby, 2);
-        hub.publish(&published(&lobby, 2), 1);
+        hub.publish(&published(&lobby, 2), Some(1));
         assert!(rb.try_recv().is_none());
         hub.leave(&lobby, 1);
         assert_eq!(hub.member_count(&lobby), 0);

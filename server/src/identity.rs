@@ -120,14 +120,19 @@ impl Tokens {
                 }
             }
         };
+        Ok(Self::from_key(&key))
+    }
+
+    /// Signs and checks with `key` (in the Redis mode, the one all nodes share).
+    pub fn from_key(key: &[u8]) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         // Expiry is exact: the server that checks a token is the one (or a node of the one) that issued it.
         validation.leeway = 0;
-        Ok(Self {
-            encoding: EncodingKey::from_secret(&key),
-            decoding: DecodingKey::from_secret(&key),
+        Self {
+            encoding: EncodingKey::from_secret(key),
+            decoding: DecodingKey::from_secret(key),
             validation,
-        })
+        }
     }
 
     /// When a token issued now for `ttl` expires.

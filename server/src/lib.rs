@@ -5,9 +5,12 @@
 //! 1. [`ws`] accepts `GET /ws` (identity, limits) and starts a [`ws::session`] task per connection.
 //! 2. The session decodes the frame once ([`shared::decode_client`]) and submits it to the [`relay`].
 //! 3. The relay stores a batch of messages in the [`history`] (one commit), which assigns each its room's
-//!    next `seq`; only then does it publish them, in order.
-//! 4. The [`hub`] pushes the one serialized frame into the [`mailbox`] of every other connection in the
-//!    room, and the relay pushes an `ack` into the sender's.
+//!    next `seq`; only then does it hand them, in order, to the [`sequencer`]. In the Redis mode the store
+//!    publishes them itself, and this node's [`broker::subscriber`] hands them (and every other node's) to
+//!    the sequencer.
+//! 4. The sequencer passes each room's messages to the [`hub`] in `seq` order; the hub pushes the one
+//!    serialized frame into the [`mailbox`] of every other connection in the room, and the sequencer
+//!    pushes the `ack` into the sender's once its message is out.
 //! 5. Each session writes its mailbox to its socket, dropping anything a replay already sent.
 //!
 //! [`run`] wires it together and owns shutdown: on the signal it stops accepting, tells every session to
@@ -16,6 +19,7 @@
 pub mod access;
 pub mod accounts;
 pub mod api;
+pub mod broker;
 pub mod config;
 pub mod db;
 pub mod forwarded;
@@ -29,7 +33,9 @@ pub mod mailbox;
 pub mod metrics;
 pub mod node;
 pub mod relay;
+pub mod sequencer;
 pub mod sessions;
+pub mod users;
 pub mod ws;
 
 pub use config::Config;
@@ -37,11 +43,14 @@ pub use config::Config;
 use access::RoomAccess;
 use accounts::Accounts;
 use db::Database;
-use history::{History, Retention, sqlite::SqliteHistory};
+use broker::{Broker, subscriber::Subscriber};
+use history::{History, Retention, redis::RedisHistory, sqlite::SqliteHistory};
 use hub::Hub;
 use identity::Tokens;
 use node::Node;
+use sequencer::Sequencer;
 use sessions::Sessions;
+use users::{UserStore, redis::RedisUsers, sqlite::SqliteUsers};
 use std::{future::Future, sync::Arc};
 use tokio::net::TcpListener;
 
@@ -57,6 +66,12 @@ pub enum ServerError {
     /// The accounts table could not be opened.
     #[error(transparent)]
     Accounts(#[from] accounts::AccountError),
+    /// The sessions could not be loaded.
+    #[error("loading sessions: {0}")]
+    Users(#[from] users::StoreError),
+    /// Redis could not be reached at start.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
 }
 
 /// The current time, as the server stamps messages and tokens.
@@ -73,13 +88,36 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    let tokens = Tokens::load_or_create(&config.data_dir, config.token_secret.as_deref())?;
-    let db = Database::open(&config.data_dir)?;
-    let history: Arc<dyn History> = Arc::new(SqliteHistory::new(db.clone()));
+    let metrics = Arc::new(metrics::Metrics::default());
+    let (broker, history, store): (_, Arc<dyn History>, Arc<dyn UserStore>) =
+        match &config.redis_url {
+            Some(url) => {
+                let broker = Broker::connect(url, Arc::clone(&metrics)).await?;
+                tracing::info!(node = broker.node(), "redis mode: sharing history, rooms and accounts");
+                (
+                    Some(Arc::clone(&broker)),
+                    Arc::new(RedisHistory::new(Arc::clone(&broker))),
+                    Arc::new(RedisUsers::new(broker)),
+                )
+            }
+            None => {
+                let db = Database::open(&config.data_dir)?;
+                (
+                    None,
+                    Arc::new(SqliteHistory::new(db.clone())),
+                    Arc::new(SqliteUsers::new(db)),
+                )
+            }
+        };
+    let tokens = match (&broker, config.token_secret.as_deref()) {
+        (Some(broker), None) => Tokens::from_key(&broker.token_key().await?),
+        (_, secret) => Tokens::load_or_create(&config.data_dir, secret)?,
+    };
     let hashers = std::thread::available_parallelism().map_or(2, usize::from);
-    let accounts = Accounts::new(db.clone(), hashers)?;
-    let sessions = Sessions::open(db, config.max_connections_per_user).await?;
+    let accounts = Accounts::new(Arc::clone(&store), hashers)?;
+    let sessions = Arc::new(Sessions::open(store, config.max_connections_per_user).await?);
     let hub = Arc::new(Hub::default());
+    let sequencer = Arc::new(Sequencer::new(Arc::clone(&hub)));
     let access = RoomAccess::new(Arc::clone(&history), Arc::clone(&hub));
     let retention = Retention {
         count: config.retention_count,
@@ -91,16 +129,27 @@ pub async fn run(
         Ok(n) => tracing::info!(deleted = n, "retention applied"),
         Err(e) => tracing::error!(error = %e, "retention failed"),
     }
-    let metrics = Arc::new(metrics::Metrics::default());
     let (relay, relay_task) = relay::spawn(
         Arc::clone(&history),
-        Arc::clone(&hub),
+        Arc::clone(&sequencer),
         Arc::clone(&metrics),
         retention,
     );
+    let stop_subscriber = tokio_util::sync::CancellationToken::new();
+    let subscriber = broker.as_ref().map(|broker| {
+        Subscriber {
+            broker: Arc::clone(broker),
+            sequencer: Arc::clone(&sequencer),
+            history: Arc::clone(&history),
+            access: access.clone(),
+            hub: Arc::clone(&hub),
+            sessions: Arc::clone(&sessions),
+        }
+        .spawn(stop_subscriber.clone())
+    });
     let grace = config.shutdown_grace;
     let node = Node::new(
-        config, hub, history, relay, tokens, accounts, access, sessions, metrics,
+        config, hub, sequencer, broker, history, relay, tokens, accounts, access, sessions, metrics,
     );
 
     let stop = node.shutdown.clone();
@@ -126,6 +175,12 @@ pub async fn run(
     drop(node);
     if let Err(e) = relay_task.await {
         tracing::error!(error = %e, "relay task failed");
+    }
+    stop_subscriber.cancel();
+    if let Some(subscriber) = subscriber
+        && let Err(e) = subscriber.await
+    {
+        tracing::error!(error = %e, "redis subscriber failed");
     }
     tracing::info!("stopped");
     Ok(())

@@ -52,6 +52,8 @@ pub struct Metrics {
     pub disconnects: Family<EndLabel, Counter>,
     /// Seconds from a chat's arrival at its session to its publication.
     pub accept_to_publish: Histogram,
+    /// Seconds per round trip to Redis (Redis mode only).
+    pub redis_rtt: Histogram,
     mailbox_bytes: Gauge,
     relay_queue: Gauge,
 }
@@ -67,6 +69,8 @@ impl Default for Metrics {
         let disconnects = Family::default();
         // 0.1 ms to about 3 s.
         let accept_to_publish = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        // 50 µs to about 1.6 s.
+        let redis_rtt = Histogram::new(exponential_buckets(0.00005, 2.0, 16));
         let mailbox_bytes = Gauge::default();
         let relay_queue = Gauge::default();
         let mut registry = Registry::with_prefix("chat");
@@ -100,6 +104,11 @@ impl Default for Metrics {
             accept_to_publish.clone(),
         );
         r.register(
+            "redis_rtt_seconds",
+            "Round trips to Redis (Redis mode)",
+            redis_rtt.clone(),
+        );
+        r.register(
             "mailbox_bytes",
             "Bytes queued for connections, not yet written",
             mailbox_bytes.clone(),
@@ -119,6 +128,7 @@ impl Default for Metrics {
             errors,
             disconnects,
             accept_to_publish,
+            redis_rtt,
             mailbox_bytes,
             relay_queue,
         }

@@ -8,6 +8,7 @@
 use crate::{
     access::RoomAccess,
     accounts::Accounts,
+    broker::Broker,
     config::Config,
     history::History,
     hub::{ConnId, Hub},
@@ -15,6 +16,7 @@ use crate::{
     limits::Limits,
     metrics::Metrics,
     relay::RelayHandle,
+    sequencer::Sequencer,
     sessions::Sessions,
 };
 use std::sync::{
@@ -35,6 +37,10 @@ pub struct NodeInner {
     pub config: Config,
     /// Room membership of this node's connections.
     pub hub: Arc<Hub>,
+    /// Puts each room's messages into the hub in order, and releases acks after them.
+    pub sequencer: Arc<Sequencer>,
+    /// The Redis connection, in the Redis mode.
+    pub broker: Option<Arc<Broker>>,
     /// Durable room history.
     pub history: Arc<dyn History>,
     /// Where chat messages go to be stored and published.
@@ -46,7 +52,7 @@ pub struct NodeInner {
     /// Private rooms and their members.
     pub access: RoomAccess,
     /// Sign-in sessions and who is connected.
-    pub sessions: Sessions,
+    pub sessions: Arc<Sessions>,
     /// Budgets shared by connections and requests.
     pub limits: Limits,
     /// What the node counts (`GET /metrics`).
@@ -66,12 +72,14 @@ impl Node {
     pub fn new(
         config: Config,
         hub: Arc<Hub>,
+        sequencer: Arc<Sequencer>,
+        broker: Option<Arc<Broker>>,
         history: Arc<dyn History>,
         relay: RelayHandle,
         tokens: Tokens,
         accounts: Accounts,
         access: RoomAccess,
-        sessions: Sessions,
+        sessions: Arc<Sessions>,
         metrics: Arc<Metrics>,
     ) -> Self {
         let connections = Arc::new(Semaphore::new(config.max_connections));
@@ -79,6 +87,8 @@ impl Node {
         Self(Arc::new(NodeInner {
             config,
             hub,
+            sequencer,
+            broker,
             history,
             relay,
             tokens,
@@ -92,6 +102,12 @@ impl Node {
             tasks: TaskTracker::new(),
             next_conn: AtomicU64::new(1),
         }))
+    }
+
+    /// Whether the node can serve chats now (in the Redis mode: Redis answers and the subscription is
+    /// up).
+    pub fn ready(&self) -> bool {
+        self.broker.as_ref().is_none_or(|b| b.ready())
     }
 
     /// A new connection id.

@@ -1,11 +1,13 @@
 //! The relay: the one writer of room history on this node, and the publisher of what it writes.
 //!
 //! Connections submit [`AppendRequest`]s into a bounded queue. The relay task takes every request waiting
-//! (up to [`MAX_BATCH`]), stores them with one [`History::append_batch`] call (one commit), and only then,
-//! in `seq` order, publishes each new message to the [`Hub`] and acknowledges it to its sender. So:
-//! - an `ack` always means "durably stored";
-//! - every room's messages are published in `seq` order with no gaps, because one task assigns and
-//!   publishes them;
+//! (up to [`MAX_BATCH`]), stores them with one [`History::append_batch`] call (one commit, or one Redis
+//! pipeline), and only then, in `seq` order, hands each new message to the [`Sequencer`] and acknowledges
+//! it to its sender. So:
+//! - an `ack` always means "durably stored", and never overtakes an earlier message of its room;
+//! - every room's messages are published in `seq` order with no gaps: in the embedded mode one task
+//!   assigns and publishes them; in the Redis mode the store publishes them itself, in `seq` order
+//!   ([`History::broadcasts`]), and the [`crate::broker::subscriber`] delivers them;
 //! - a duplicate (same sender, room and client id) is acknowledged again with its original `seq` and not
 //!   published again;
 //! - a message to a private room from a non-member (checked in the same transaction) is refused with
@@ -20,9 +22,9 @@
 use crate::now;
 use crate::{
     history::{Appended, History, NewMessage, Retention},
-    hub::{ConnId, Hub},
     mailbox::{Mailbox, Outbound, Published},
     metrics::Metrics,
+    sequencer::Sequencer,
 };
 use shared::{ErrorCode, ServerMessage};
 use std::{sync::Arc, time::Duration};
@@ -40,8 +42,6 @@ const PRUNE_EVERY: Duration = Duration::from_secs(60);
 pub struct AppendRequest {
     /// The message.
     pub message: NewMessage,
-    /// The connection that sent it: it gets the ack, not the relayed copy.
-    pub origin: ConnId,
     /// Where the ack or error goes.
     pub reply: Mailbox,
     /// When its frame arrived (for the accept-to-publish time).
@@ -74,19 +74,19 @@ impl RelayHandle {
 /// Starts the relay task.
 pub fn spawn(
     history: Arc<dyn History>,
-    hub: Arc<Hub>,
+    sequencer: Arc<Sequencer>,
     metrics: Arc<Metrics>,
     retention: Retention,
 ) -> (RelayHandle, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-    let task = tokio::spawn(run(rx, history, hub, metrics, retention));
+    let task = tokio::spawn(run(rx, history, sequencer, metrics, retention));
     (RelayHandle { tx }, task)
 }
 
 async fn run(
     mut rx: mpsc::Receiver<AppendRequest>,
     history: Arc<dyn History>,
-    hub: Arc<Hub>,
+    sequencer: Arc<Sequencer>,
     metrics: Arc<Metrics>,
     retention: Retention,
 ) {
@@ -99,7 +99,7 @@ async fn run(
                 if received == 0 {
                     break;
                 }
-                store_and_publish(std::mem::take(&mut batch), history.as_ref(), &hub, &metrics).await;
+                store_and_publish(std::mem::take(&mut batch), history.as_ref(), &sequencer, &metrics).await;
             }
             _ = prune.tick() => {
                 match history.prune(retention, now()).await {
@@ -116,12 +116,15 @@ async fn run(
 async fn store_and_publish(
     batch: Vec<AppendRequest>,
     history: &dyn History,
-    hub: &Hub,
+    sequencer: &Sequencer,
     metrics: &Metrics,
 ) {
     let (messages, senders): (Vec<_>, Vec<_>) = batch
         .into_iter()
-        .map(|r| (r.message, (r.origin, r.reply, r.accepted)))
+        .map(|r| {
+            let sender = (r.message.origin, r.reply, r.accepted);
+            (r.message, sender)
+        })
         .unzip();
     let ids: Vec<_> = messages
         .iter()
@@ -147,24 +150,30 @@ async fn store_and_publish(
                         continue;
                     }
                 };
+                let (room, seq) = (stored.room.clone(), stored.seq);
                 let ack = stored.client_id.clone().map(|id| ServerMessage::Ack {
                     id,
-                    room: stored.room.clone(),
-                    seq: stored.seq,
+                    room: room.clone(),
+                    seq,
                 });
                 if is_new {
-                    let room = stored.room.clone();
-                    let seq = stored.seq;
-                    let frame = stored.into_frame().to_json().into();
-                    hub.publish(&Arc::new(Published { room, seq, frame }), origin);
                     metrics.chats_stored.inc();
                     metrics
                         .accept_to_publish
                         .observe(accepted.elapsed().as_secs_f64());
+                    if !history.broadcasts() {
+                        let frame = stored.into_frame().to_json().into();
+                        let published = Arc::new(Published {
+                            room: room.clone(),
+                            seq,
+                            frame,
+                        });
+                        sequencer.deliver(&published, Some(origin));
+                    }
                 }
                 if let Some(ack) = ack {
                     metrics.acks.inc();
-                    reply.push(Outbound::Direct(ack.to_json().into()));
+                    sequencer.ack_after(&room, seq, &reply, ack.to_json().into());
                 }
             }
         }
@@ -187,7 +196,12 @@ async fn store_and_publish(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{db::Database, history::sqlite::SqliteHistory, mailbox::mailbox};
+    use crate::{
+        db::Database,
+        history::sqlite::SqliteHistory,
+        hub::{ConnId, Hub},
+        mailbox::mailbox,
+    };
     use shared::{ChatText, ClientMsgId, RoomId, UserName};
 
     fn request(text: &str, id: &str, origin: ConnId, reply: &Mailbox) -> AppendRequest {
@@ -197,8 +211,8 @@ mod tests {
                 sender: UserName::new("ann").expect("name"),
                 text: ChatText::new(text).expect("text"),
                 client_id: Some(ClientMsgId::new(id).expect("id")),
+                origin,
             },
-            origin,
             reply: reply.clone(),
             accepted: std::time::Instant::now(),
         }
@@ -227,7 +241,8 @@ mod tests {
             )
             .expect("trigger");
         let history = SqliteHistory::new(db);
-        let hub = Hub::default();
+        let hub = Arc::new(Hub::default());
+        let sequencer = Sequencer::new(Arc::clone(&hub));
         let metrics = Metrics::default();
         let (sender, mut sender_rx) = mailbox(1 << 20);
         let (other, mut other_rx) = mailbox(1 << 20);
@@ -238,7 +253,7 @@ mod tests {
             request("fine", "k1", 1, &sender),
             request("boom", "k2", 1, &sender),
         ];
-        store_and_publish(batch, &history, &hub, &metrics).await;
+        store_and_publish(batch, &history, &sequencer, &metrics).await;
         let refused = frames(&mut sender_rx);
         assert_eq!(refused.len(), 2);
         for (frame, id) in refused.iter().zip(["k1", "k2"]) {
@@ -258,7 +273,7 @@ mod tests {
         store_and_publish(
             vec![request("fine", "k1", 1, &sender)],
             &history,
-            &hub,
+            &sequencer,
             &metrics,
         )
         .await;

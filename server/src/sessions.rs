@@ -1,21 +1,24 @@
 //! Sign-in sessions and the live connections that use them.
 //!
-//! Every account token names a server-side session (its `sid`), stored in the database when the user
-//! signs in. Signing out revokes that session; "sign out everywhere", a password change and deleting the
+//! Every account token names a server-side session (its `sid`), stored (in the [`UserStore`]) when the
+//! user signs in. Signing out revokes that session; "sign out everywhere", a password change and deleting the
 //! account revoke all of the user's. A revoked token is refused at the handshake (401) and by the API, and
 //! every open WebSocket of a revoked session is closed at once with 4501 (sign in again).
 //!
 //! The revoked ids still unexpired are kept in memory, so the check at every handshake costs no database
 //! read; they are forgotten once their token would have expired anyway.
 //!
+//! In the Redis mode a revocation on one node reaches the others through the control channel
+//! ([`Sessions::revoked_elsewhere`], [`Sessions::close_user`]); a node that lost its subscription for a
+//! while reloads the revoked ids when it is back ([`Sessions::reload`]).
+//!
 //! The same registry counts each user's open connections for `--max-connections-per-user`.
 
 use crate::{
-    db::{Database, DbError},
     hub::ConnId,
+    users::{StoreError, UserStore},
 };
 use rand::Rng;
-use rusqlite::params;
 use shared::UserName;
 use std::{
     collections::HashMap,
@@ -23,13 +26,12 @@ use std::{
 };
 use tokio_util::sync::CancellationToken;
 
-/// A session id: 128 random bits, hex.
-pub type SessionId = String;
+pub use crate::users::SessionId;
 
 /// The registry of sessions and live connections.
 #[derive(Debug)]
 pub struct Sessions {
-    db: Database,
+    store: Arc<dyn UserStore>,
     /// Revoked, unexpired session ids and when their tokens expire (unix ms).
     revoked: Mutex<HashMap<SessionId, i64>>,
     live: Arc<Mutex<HashMap<UserName, Vec<Live>>>>,
@@ -63,25 +65,22 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Sessions {
-    /// The sessions in `db`; loads the revoked ones that have not expired.
-    pub async fn open(db: Database, max_per_user: usize) -> Result<Self, DbError> {
-        let now = crate::now().unix_ms();
-        let revoked = db
-            .read(move |c| {
-                let mut stmt = c.prepare(
-                    "SELECT id, expires_ms FROM sessions WHERE revoked = 1 AND expires_ms > ?1",
-                )?;
-                let rows = stmt.query_map([now], |r| Ok((r.get(0)?, r.get(1)?)))?;
-                rows.collect::<Result<HashMap<_, _>, _>>()
-                    .map_err(DbError::from)
-            })
-            .await?;
+    /// The sessions in `store`; loads the revoked ones that have not expired.
+    pub async fn open(store: Arc<dyn UserStore>, max_per_user: usize) -> Result<Self, StoreError> {
+        let revoked = store.revoked(crate::now().unix_ms()).await?;
         Ok(Self {
-            db,
+            store,
             revoked: Mutex::new(revoked),
             live: Arc::default(),
             max_per_user,
         })
+    }
+
+    /// Loads the revoked sessions again (after missing announcements from other nodes).
+    pub async fn reload(&self) -> Result<(), StoreError> {
+        let revoked = self.store.revoked(crate::now().unix_ms()).await?;
+        self.remember_revoked(revoked);
+        Ok(())
     }
 
     /// Records a new session for `user` whose token expires at `expires_ms`, if `password_hash` (the one
@@ -92,34 +91,14 @@ impl Sessions {
         user: &UserName,
         password_hash: String,
         expires_ms: i64,
-    ) -> Result<Option<SessionId>, DbError> {
+    ) -> Result<Option<SessionId>, StoreError> {
         let bytes: [u8; 16] = rand::rng().random();
         let sid: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        let (id, user) = (sid.clone(), user.clone());
-        self.db
-            .write(move |tx| {
-                let current = tx.query_row(
-                    "SELECT 1 FROM users WHERE name = ?1 AND password_hash = ?2",
-                    params![user.as_str(), password_hash],
-                    |_| Ok(()),
-                );
-                match current {
-                    Ok(()) => {}
-                    Err(rusqlite::Error::QueryReturnedNoRows) => return Ok(None),
-                    Err(e) => return Err(e.into()),
-                }
-                // Expired sessions are no use to anyone: clear them out as new ones come in.
-                tx.execute(
-                    "DELETE FROM sessions WHERE expires_ms < ?1",
-                    [crate::now().unix_ms()],
-                )?;
-                tx.execute(
-                    "INSERT INTO sessions (id, user, expires_ms) VALUES (?1, ?2, ?3)",
-                    params![id, user.as_str(), expires_ms],
-                )?;
-                Ok::<_, DbError>(Some(id))
-            })
-            .await
+        let started = self
+            .store
+            .start_session(sid.clone(), user.clone(), password_hash, expires_ms)
+            .await?;
+        Ok(started.then_some(sid))
     }
 
     /// Whether session `sid` was revoked.
@@ -128,55 +107,39 @@ impl Sessions {
     }
 
     /// Revokes session `sid` and closes its connections.
-    pub async fn revoke(&self, sid: &SessionId) -> Result<(), DbError> {
-        let id = sid.clone();
-        let expires: Option<i64> = self
-            .db
-            .write(move |tx| {
-                tx.execute("UPDATE sessions SET revoked = 1 WHERE id = ?1", [&id])?;
-                let expires = tx
-                    .query_row(
-                        "SELECT expires_ms FROM sessions WHERE id = ?1",
-                        [&id],
-                        |r| r.get(0),
-                    )
-                    .ok();
-                Ok::<_, DbError>(expires)
-            })
-            .await?;
-        if let Some(expires) = expires {
-            self.remember_revoked([(sid.clone(), expires)]);
-        }
-        for lives in lock(&self.live).values() {
-            for live in lives.iter().filter(|l| l.sid.as_ref() == Some(sid)) {
-                live.close.cancel();
-            }
+    pub async fn revoke(&self, sid: &SessionId) -> Result<(), StoreError> {
+        if let Some(expires) = self.store.revoke_session(sid.clone()).await? {
+            self.revoked_elsewhere(sid.clone(), expires);
         }
         Ok(())
     }
 
     /// Revokes every session of `user` and closes all of their connections.
-    pub async fn revoke_all(&self, user: &UserName) -> Result<(), DbError> {
-        let name = user.clone();
-        let revoked: Vec<(SessionId, i64)> = self
-            .db
-            .write(move |tx| {
-                tx.execute(
-                    "UPDATE sessions SET revoked = 1 WHERE user = ?1",
-                    [name.as_str()],
-                )?;
-                let mut stmt = tx.prepare("SELECT id, expires_ms FROM sessions WHERE user = ?1")?;
-                let rows = stmt.query_map([name.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))?;
-                rows.collect::<Result<Vec<_>, _>>().map_err(DbError::from)
-            })
-            .await?;
+    pub async fn revoke_all(&self, user: &UserName) -> Result<(), StoreError> {
+        let revoked = self.store.revoke_sessions(user.clone()).await?;
         self.remember_revoked(revoked);
+        self.close_user(user);
+        Ok(())
+    }
+
+    /// Session `sid` (expiring at `expires_ms`) was revoked, here or on another node: refuse its token and
+    /// close its connections on this node.
+    pub fn revoked_elsewhere(&self, sid: SessionId, expires_ms: i64) {
+        for lives in lock(&self.live).values() {
+            for live in lives.iter().filter(|l| l.sid.as_ref() == Some(&sid)) {
+                live.close.cancel();
+            }
+        }
+        self.remember_revoked([(sid, expires_ms)]);
+    }
+
+    /// Closes every connection of `user` on this node (all their sessions were revoked).
+    pub fn close_user(&self, user: &UserName) {
         if let Some(lives) = lock(&self.live).get(user) {
             for live in lives {
                 live.close.cancel();
             }
         }
-        Ok(())
     }
 
     fn remember_revoked(&self, ids: impl IntoIterator<Item = (SessionId, i64)>) {
@@ -237,12 +200,19 @@ impl Drop for Attached {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{
+        db::{Database, DbError},
+        users::sqlite::SqliteUsers,
+    };
 
     #[tokio::test]
     async fn revoking_closes_the_right_connections_and_survives_restarts() {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = Database::open(dir.path()).expect("open");
-        let sessions = Sessions::open(db.clone(), 2).await.expect("sessions");
+        let store: Arc<dyn UserStore> = Arc::new(SqliteUsers::new(db.clone()));
+        let sessions = Sessions::open(Arc::clone(&store), 2)
+            .await
+            .expect("sessions");
         let (ann, bob) = (
             UserName::new("ann").expect("n"),
             UserName::new("bob").expect("n"),
@@ -286,7 +256,7 @@ mod tests {
         assert!(a2.revoked.is_cancelled() && a3.revoked.is_cancelled());
         assert!(!b.revoked.is_cancelled(), "other users untouched");
 
-        let reopened = Sessions::open(db, 2).await.expect("reopen");
+        let reopened = Sessions::open(store, 2).await.expect("reopen");
         assert!(reopened.is_revoked(&s1) && reopened.is_revoked(&s2));
         assert!(!reopened.is_revoked(&s3));
     }

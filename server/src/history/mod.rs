@@ -8,14 +8,19 @@
 //! them. Keeping both in one store lets an append refuse, in the same transaction that assigns the `seq`,
 //! a message to a private room from a non-member: no race between "is it private?" and "store it" exists.
 //!
-//! Backends: [`sqlite::SqliteHistory`] (the embedded default). A Redis Streams backend for several nodes is
-//! planned to slot in here behind the same trait.
+//! Backends: [`sqlite::SqliteHistory`] (the embedded default) and [`redis::RedisHistory`] (several nodes on
+//! one Redis: a stream per room, see [`crate::broker`]).
 
+pub mod redis;
 pub mod sqlite;
 
+use crate::hub::ConnId;
 use futures_util::future::BoxFuture;
 use shared::{ChatText, ClientMsgId, RoomId, Seq, ServerMessage, Timestamp, UserName};
 use std::time::Duration;
+
+/// What a page costs beyond its text, per message (JSON keys, names, timestamp), for the byte limit.
+pub const FRAME_OVERHEAD: usize = 128;
 
 /// A chat message to store.
 #[derive(Debug, Clone)]
@@ -28,6 +33,8 @@ pub struct NewMessage {
     pub text: ChatText,
     /// The author's id for it, used to store it once however often it is sent.
     pub client_id: Option<ClientMsgId>,
+    /// The connection on this node it came from (it gets an ack, not the relayed copy).
+    pub origin: ConnId,
 }
 
 /// A message as stored.
@@ -121,6 +128,9 @@ pub enum HistoryError {
     /// The database could not be used.
     #[error(transparent)]
     Db(#[from] crate::db::DbError),
+    /// The Redis backend failed.
+    #[error("redis: {0}")]
+    Redis(#[from] ::redis::RedisError),
     /// A blocking storage task panicked or was cancelled.
     #[error("storage task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
@@ -144,6 +154,12 @@ pub trait History: Send + Sync + std::fmt::Debug + 'static {
         batch: Vec<NewMessage>,
         now: Timestamp,
     ) -> BoxFuture<'_, Result<Vec<Appended>, HistoryError>>;
+
+    /// Whether storing a message also publishes it to every node (then the relay leaves delivery to the
+    /// [`crate::broker::subscriber`]); `false`: the relay delivers what it stored.
+    fn broadcasts(&self) -> bool {
+        false
+    }
 
     /// Messages of `room` with `seq > since`, in order, within `limit`, plus the room's bounds.
     fn read_since(

@@ -5,8 +5,8 @@
 //! whether it is private are cached for the writer (bounded; reloaded from the table on a miss).
 
 use super::{
-    Appended, History, HistoryError, NewMessage, Page, PageLimit, Retention, RoomInfo,
-    StoredMessage,
+    Appended, FRAME_OVERHEAD, History, HistoryError, NewMessage, Page, PageLimit, Retention,
+    RoomInfo, StoredMessage,
 };
 use crate::db::Database;
 use futures_util::future::BoxFuture;
@@ -19,8 +19,6 @@ use std::{
 
 /// Rooms whose head the writer keeps in memory; past this the cache starts over.
 const MAX_CACHED_ROOMS: usize = 10_000;
-/// What a page costs beyond its text, per message (JSON keys, names, timestamp), for the byte limit.
-const FRAME_OVERHEAD: usize = 128;
 
 /// History in the node's SQLite database.
 #[derive(Debug, Clone)]
@@ -379,6 +377,7 @@ mod tests {
             sender: UserName::new(sender).expect("name"),
             text: ChatText::new(text).expect("text"),
             client_id: id.map(|i| ClientMsgId::new(i).expect("id")),
+            origin: 0,
         }
     }
 

@@ -508,8 +508,8 @@ where
                 sender: self.user.clone(),
                 text,
                 client_id: id.clone(),
+                origin: self.conn,
             },
-            origin: self.conn,
             reply: self.mailbox.clone(),
             accepted: Instant::now(),
         };
@@ -650,11 +650,12 @@ where
                 break page.head;
             }
         };
-        self.send(&ServerMessage::Joined {
-            room,
-            head: head.max(cursor),
-        })
-        .await
+        let head = head.max(cursor);
+        // From here on deliveries up to `head` are duplicates of what the client has (or, joining
+        // without `since`, asked not to get).
+        self.rooms.insert(room.clone(), Some(head));
+        self.node.sequencer.joined(&room, head);
+        self.send(&ServerMessage::Joined { room, head }).await
     }
 
     /// Writes a mailbox item and whatever else is already waiting, then flushes once.

@@ -1,0 +1,247 @@
+//! Redis mode: several nodes sharing one Redis (`--redis-url`).
+//!
+//! Redis carries everything the nodes must agree on:
+//! - **order and history**: a room's `seq`, its messages (a stream per room) and the client ids already
+//!   stored, changed only by [`append.lua`](append.lua), which checks membership, recognises a resent id,
+//!   assigns the next `seq`, appends and publishes in one atomic step, so publish order is `seq` order;
+//! - **fan-out**: every node subscribes once to the pattern `chat:room:*` (one subscription per node, not
+//!   per room or per client; see ARCHITECTURE.md), and the [`subscriber`] hands each message to this node's
+//!   [`crate::sequencer`], which fills any gap from the stream;
+//! - **rooms, accounts and sessions**: the same records as the embedded database, plus a control channel
+//!   that tells every node when a room's members change or a session is revoked;
+//! - **the token signing key**, created once ([`Broker::token_key`]).
+//!
+//! Every key of a room carries the room in a `{hash tag}`, so one room's keys stay in one Redis Cluster
+//! slot. The [`Broker`] owns the command connection (reconnected by the `redis` crate's connection
+//! manager), counts round trips in `chat_redis_rtt_seconds`, and logs once when Redis goes away and once
+//! when it is back, however many requests fail in between.
+
+pub mod subscriber;
+
+use crate::metrics::Metrics;
+use rand::Rng;
+use redis::{
+    Client, FromRedisValue, Pipeline, RedisResult, Script, ScriptInvocation,
+    aio::{ConnectionManager, ConnectionManagerConfig},
+};
+use shared::RoomId;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+/// How long one request to Redis may take before it counts as failed.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long connecting to Redis may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The channel on which room changes and revocations are announced to every node.
+pub const CONTROL_CHANNEL: &str = "chat:control";
+/// What every node subscribes to for room messages.
+pub const ROOM_CHANNELS: &str = "chat:room:*";
+
+/// Key and channel names.
+pub mod keys {
+    use shared::RoomId;
+
+    /// A room's counters and settings (hash: `head`, `created`, `private`, `owner`).
+    pub fn meta(room: &RoomId) -> String {
+        format!("chat:{{{room}}}:meta")
+    }
+    /// A room's messages (stream; entry id `<seq>-0`).
+    pub fn log(room: &RoomId) -> String {
+        format!("chat:{{{room}}}:log")
+    }
+    /// A room's stored client ids (hash: `sender \n id` -> `seq`).
+    pub fn ids(room: &RoomId) -> String {
+        format!("chat:{{{room}}}:ids")
+    }
+    /// A private room's members (set).
+    pub fn members(room: &RoomId) -> String {
+        format!("chat:{{{room}}}:members")
+    }
+    /// Where a room's messages are published.
+    pub fn channel(room: &RoomId) -> String {
+        format!("chat:room:{room}")
+    }
+    /// The pattern matching every room's `meta` key (for scans over all rooms).
+    pub const ALL_META: &str = "chat:{*}:meta";
+    /// An account, by its case-insensitive name key.
+    pub fn user(name_key: &str) -> String {
+        format!("chat:user:{name_key}")
+    }
+    /// The prefix of a session's key; the session id follows.
+    pub const SESSION_PREFIX: &str = "chat:session:";
+    /// A user's session ids (set).
+    pub fn sessions(name: &str) -> String {
+        format!("chat:sessions:{name}")
+    }
+    /// Revoked sessions not yet expired (sorted set: sid -> expiry, unix ms).
+    pub const REVOKED: &str = "chat:revoked";
+    /// The token signing key.
+    pub const TOKEN_KEY: &str = "chat:token-key";
+}
+
+/// The Lua scripts, each one atomic step in Redis.
+#[derive(Debug)]
+pub struct Scripts {
+    /// Stores one chat message (see `append.lua`).
+    pub append: Script,
+    /// Reads one page of a room (see `read.lua`).
+    pub read: Script,
+    /// Applies retention to one room (see `prune.lua`).
+    pub prune: Script,
+    /// Creates rooms and changes members (see `rooms.lua`).
+    pub rooms: Script,
+    /// Accounts and sessions (see `users.lua`).
+    pub users: Script,
+}
+
+/// This node's connection to Redis.
+#[derive(Debug)]
+pub struct Broker {
+    client: Client,
+    conn: ConnectionManager,
+    node: String,
+    /// The last request succeeded.
+    healthy: AtomicBool,
+    /// The subscriber is subscribed and caught up.
+    subscribed: AtomicBool,
+    metrics: Arc<Metrics>,
+    /// The scripts.
+    pub scripts: Scripts,
+}
+
+impl Broker {
+    /// Connects to `url` (fails when Redis cannot be reached now).
+    pub async fn connect(url: &str, metrics: Arc<Metrics>) -> RedisResult<Arc<Self>> {
+        let client = Client::open(url)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_secs(1));
+        let conn = client.get_connection_manager_with_config(config).await?;
+        let id: u64 = rand::rng().random();
+        Ok(Arc::new(Self {
+            client,
+            conn,
+            node: format!("{id:016x}"),
+            healthy: AtomicBool::new(true),
+            subscribed: AtomicBool::new(false),
+            metrics,
+            scripts: Scripts {
+                append: Script::new(include_str!("append.lua")),
+                read: Script::new(include_str!("read.lua")),
+                prune: Script::new(include_str!("prune.lua")),
+                rooms: Script::new(include_str!("rooms.lua")),
+                users: Script::new(include_str!("users.lua")),
+            },
+        }))
+    }
+
+    /// This node's id in published messages (random per start).
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Whether this node can serve: Redis answers and the subscription is up.
+    pub fn ready(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed) && self.subscribed.load(Ordering::Relaxed)
+    }
+
+    fn set_subscribed(&self, subscribed: bool) {
+        self.subscribed.store(subscribed, Ordering::Relaxed);
+    }
+
+    /// Runs `pipeline`.
+    pub async fn pipeline<T: FromRedisValue>(&self, pipeline: &Pipeline) -> RedisResult<T> {
+        let started = Instant::now();
+        let result = pipeline.query_async(&mut self.conn.clone()).await;
+        self.observe(result, started)
+    }
+
+    /// Runs one script invocation (loading the script when Redis does not know it yet).
+    pub async fn script<T: FromRedisValue>(
+        &self,
+        invocation: &ScriptInvocation<'_>,
+    ) -> RedisResult<T> {
+        let started = Instant::now();
+        let result = invocation.invoke_async(&mut self.conn.clone()).await;
+        self.observe(result, started)
+    }
+
+    /// Runs one command.
+    pub async fn command<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> RedisResult<T> {
+        let started = Instant::now();
+        let result = cmd.query_async(&mut self.conn.clone()).await;
+        self.observe(result, started)
+    }
+
+    fn observe<T>(&self, result: RedisResult<T>, started: Instant) -> RedisResult<T> {
+        self.metrics
+            .redis_rtt
+            .observe(started.elapsed().as_secs_f64());
+        match &result {
+            Err(e) => {
+                if self.healthy.swap(false, Ordering::Relaxed) {
+                    tracing::error!(error = %e, "redis is unavailable: chats are refused with `unavailable` until it is back");
+                }
+            }
+            _ => {
+                if !self.healthy.swap(true, Ordering::Relaxed) {
+                    tracing::info!("redis is reachable again");
+                }
+            }
+        }
+        result
+    }
+
+    /// The token signing key: the one in Redis, or a new one stored there if none is (the first node to
+    /// start creates it; all use it).
+    pub async fn token_key(&self) -> RedisResult<Vec<u8>> {
+        let bytes: [u8; 32] = rand::rng().random();
+        let fresh: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(keys::TOKEN_KEY)
+            .arg(fresh)
+            .arg("NX")
+            .ignore()
+            .cmd("GET")
+            .arg(keys::TOKEN_KEY);
+        let (key,): (Vec<u8>,) = self.pipeline(&pipe).await?;
+        Ok(key)
+    }
+
+    /// Every room that has keys in Redis.
+    pub async fn rooms(&self) -> RedisResult<Vec<RoomId>> {
+        let mut rooms = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let mut cmd = redis::cmd("SCAN");
+            cmd.arg(cursor)
+                .arg("MATCH")
+                .arg(keys::ALL_META)
+                .arg("COUNT")
+                .arg(1000);
+            let (next, found): (u64, Vec<String>) = self.command(&cmd).await?;
+            rooms.extend(found.iter().filter_map(|key| {
+                let name = key.strip_prefix("chat:{")?.strip_suffix("}:meta")?;
+                RoomId::new(name).ok()
+            }));
+            if next == 0 {
+                return Ok(rooms);
+            }
+            cursor = next;
+        }
+    }
+
+    /// A new pub/sub connection.
+    async fn pubsub(&self) -> RedisResult<redis::aio::PubSub> {
+        self.client.get_async_pubsub().await
+    }
+}

@@ -1,0 +1,225 @@
+//! Each room's messages into the [`Hub`] in `seq` order, each exactly once, and acks only after them.
+//!
+//! Whoever learns of a stored message hands it to [`Sequencer::deliver`]: the relay in the embedded mode
+//! (which stores and publishes in order itself), the [`crate::broker::subscriber`] in the Redis mode
+//! (where messages from every node arrive over one subscription). The sequencer remembers, per room, the
+//! last `seq` it put into the hub and
+//! - passes on the next one;
+//! - passes on again one it already passed (a message read from history to fill a gap, then also
+//!   received live), which each session drops by `seq`;
+//! - reports a gap when a message arrives after some were missed (the subscription was down), so that the
+//!   caller reads the missing ones from history first ([`Delivered::Gap`]).
+//!
+//! An `ack` tells a client that everything up to its `seq` is settled (the client asks for what came
+//! after its newest `seq` when it reconnects), so an ack must never overtake an earlier message of its
+//! room. [`Sequencer::ack_after`] therefore holds an ack until its message has been delivered.
+//!
+//! A room this node knows nothing of starts at the first message or `join` that names it: a session that
+//! joins has just replayed history up to some head, and everything after that head reaches it live.
+
+use crate::{
+    hub::{ConnId, Hub},
+    mailbox::{Mailbox, Outbound, Published},
+};
+use axum::extract::ws::Utf8Bytes;
+use shared::{RoomId, Seq};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex, MutexGuard},
+};
+
+/// What [`Sequencer::deliver`] did with a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivered {
+    /// Put into the hub (and released the acks waiting for it).
+    Now,
+    /// Already delivered: passed on again, for sessions to drop.
+    Stale,
+    /// Messages after `after` (up to this one) are missing: read them from history, deliver them, then
+    /// this one.
+    Gap {
+        /// The last `seq` delivered in the room.
+        after: Seq,
+    },
+}
+
+/// Where each room's delivery stands on this node.
+#[derive(Debug)]
+pub struct Sequencer {
+    hub: Arc<Hub>,
+    rooms: Mutex<HashMap<RoomId, RoomOrder>>,
+}
+
+#[derive(Debug, Default)]
+struct RoomOrder {
+    delivered: Seq,
+    /// Acks waiting for their message, by `seq`.
+    acks: BTreeMap<Seq, Vec<(Mailbox, Utf8Bytes)>>,
+}
+
+impl RoomOrder {
+    fn release(&mut self) {
+        let waiting = self.acks.split_off(&(self.delivered + 1));
+        for (_, acks) in std::mem::replace(&mut self.acks, waiting) {
+            for (mailbox, ack) in acks {
+                mailbox.push(Outbound::Direct(ack));
+            }
+        }
+    }
+}
+
+impl Sequencer {
+    /// Delivers into `hub`.
+    pub fn new(hub: Arc<Hub>) -> Self {
+        Self {
+            hub,
+            rooms: Mutex::default(),
+        }
+    }
+
+    fn rooms(&self) -> MutexGuard<'_, HashMap<RoomId, RoomOrder>> {
+        self.rooms.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Delivers `message` to its room's connections on this node except `except` (its sender's), if it is
+    /// the room's next. One already delivered is passed on again (each session drops what it has already
+    /// written, by `seq`): a `join` may have moved the room's position past a message still on its way.
+    pub fn deliver(&self, message: &Arc<Published>, except: Option<ConnId>) -> Delivered {
+        let mut rooms = self.rooms();
+        let order = match rooms.get_mut(&message.room) {
+            Some(order) => order,
+            // Nobody here follows the room: nothing to order.
+            None if self.hub.member_count(&message.room) == 0 => return Delivered::Now,
+            None => rooms.entry(message.room.clone()).or_insert_with(|| RoomOrder {
+                delivered: message.seq.saturating_sub(1),
+                acks: BTreeMap::new(),
+            }),
+        };
+        if message.seq > order.delivered + 1 {
+            return Delivered::Gap {
+                after: order.delivered,
+            };
+        }
+        self.hub.publish(message, except);
+        if message.seq <= order.delivered {
+            return Delivered::Stale;
+        }
+        order.delivered = message.seq;
+        order.release();
+        Delivered::Now
+    }
+
+    /// Messages of `room` up to `seq` will never come (no longer kept): stop waiting for them.
+    pub fn skip_to(&self, room: &RoomId, seq: Seq) {
+        let mut rooms = self.rooms();
+        if let Some(order) = rooms.get_mut(room)
+            && order.delivered < seq
+        {
+            order.delivered = seq;
+            order.release();
+        }
+    }
+
+    /// Pushes `ack` into `reply` once message `seq` of `room` has been delivered (now, if it has).
+    pub fn ack_after(&self, room: &RoomId, seq: Seq, reply: &Mailbox, ack: Utf8Bytes) {
+        let mut rooms = self.rooms();
+        let order = rooms.entry(room.clone()).or_insert_with(|| RoomOrder {
+            delivered: seq.saturating_sub(1),
+            acks: BTreeMap::new(),
+        });
+        if seq <= order.delivered {
+            reply.push(Outbound::Direct(ack));
+        } else {
+            order.acks.entry(seq).or_default().push((reply.clone(), ack));
+        }
+    }
+
+    /// A connection joined `room` having replayed history up to `head`.
+    pub fn joined(&self, room: &RoomId, head: Seq) {
+        self.rooms()
+            .entry(room.clone())
+            .or_insert_with(|| RoomOrder {
+                delivered: head,
+                acks: BTreeMap::new(),
+            });
+    }
+
+    /// Every room followed, with its last delivered `seq`. Rooms without connections on this node and
+    /// without waiting acks are forgotten first (a later `join` starts them again).
+    pub fn positions(&self) -> Vec<(RoomId, Seq)> {
+        let mut rooms = self.rooms();
+        rooms.retain(|room, order| !order.acks.is_empty() || self.hub.member_count(room) > 0);
+        rooms
+            .iter()
+            .map(|(room, order)| (room.clone(), order.delivered))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mailbox::mailbox;
+    use shared::UserName;
+
+    fn published(room: &RoomId, seq: Seq) -> Arc<Published> {
+        Arc::new(Published {
+            room: room.clone(),
+            seq,
+            frame: format!("{seq}").into(),
+        })
+    }
+
+    fn drain(rx: &mut crate::mailbox::MailboxReceiver) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Some(item) = rx.try_recv() {
+            match item {
+                Outbound::Delivery(p) => out.push(format!("chat {}", p.frame.as_str())),
+                Outbound::Direct(f) => out.push(f.as_str().to_owned()),
+                other => out.push(format!("{other:?}")),
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn delivers_in_order_once_reports_gaps_and_holds_acks() {
+        let hub = Arc::new(Hub::default());
+        let sequencer = Sequencer::new(Arc::clone(&hub));
+        let room = RoomId::lobby();
+        let (reader, mut rx) = mailbox(1 << 20);
+        let (sender, mut sent) = mailbox(1 << 20);
+        let ann = UserName::new("ann").expect("name");
+        hub.join(&room, 1, &ann, &reader);
+        hub.join(&room, 2, &ann, &sender);
+        sequencer.joined(&room, 4);
+
+        // The sender's message 6 is stored before the reader has seen 5: its ack waits for 5 and 6.
+        sequencer.ack_after(&room, 6, &sender, "ack 6".into());
+        assert!(drain(&mut sent).is_empty(), "ack held back");
+        assert_eq!(sequencer.deliver(&published(&room, 4), None), Delivered::Stale);
+        assert_eq!(
+            sequencer.deliver(&published(&room, 6), Some(2)),
+            Delivered::Gap { after: 4 }
+        );
+        assert_eq!(sequencer.deliver(&published(&room, 5), None), Delivered::Now);
+        assert_eq!(drain(&mut sent), ["chat 4", "chat 5"], "still no ack before 6");
+        assert_eq!(sequencer.deliver(&published(&room, 6), Some(2)), Delivered::Now);
+        assert_eq!(sequencer.deliver(&published(&room, 6), Some(2)), Delivered::Stale);
+        assert_eq!(drain(&mut rx), ["chat 4", "chat 5", "chat 6", "chat 6"]);
+        assert_eq!(drain(&mut sent), ["ack 6"], "the sender gets its ack, not its copy");
+
+        // An ack for something already delivered goes at once; one past a gap that history no longer
+        // holds goes when the gap is skipped.
+        sequencer.ack_after(&room, 6, &sender, "dup 6".into());
+        assert_eq!(drain(&mut sent), ["dup 6"]);
+        sequencer.ack_after(&room, 9, &sender, "ack 9".into());
+        sequencer.skip_to(&room, 9);
+        assert_eq!(drain(&mut sent), ["ack 9"]);
+        assert_eq!(sequencer.positions(), [(room.clone(), 9)]);
+
+        hub.leave(&room, 1);
+        hub.leave(&room, 2);
+        assert!(sequencer.positions().is_empty(), "idle rooms are forgotten");
+    }
+}
