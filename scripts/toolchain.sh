@@ -42,11 +42,16 @@ build_frontend() {
 }
 
 ensure_test_tools() {
-  if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
-    say "installing Chromium and chromedriver (Debian packages)"
+  local packages=()
+  command -v chromium >/dev/null || packages+=(chromium)
+  command -v chromedriver >/dev/null || packages+=(chromium-driver)
+  # The Redis mode's tests start real redis-server processes.
+  command -v redis-server >/dev/null || packages+=(redis-server)
+  if [ ${#packages[@]} -gt 0 ]; then
+    say "installing ${packages[*]} (Debian packages)"
     local sudo=""
     [ "$(id -u)" = 0 ] || sudo=sudo
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium chromium-driver
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${packages[@]}"
   fi
 }

@@ -42,17 +42,17 @@ pub use config::Config;
 
 use access::RoomAccess;
 use accounts::Accounts;
-use db::Database;
 use broker::{Broker, subscriber::Subscriber};
+use db::Database;
 use history::{History, Retention, redis::RedisHistory, sqlite::SqliteHistory};
 use hub::Hub;
 use identity::Tokens;
 use node::Node;
 use sequencer::Sequencer;
 use sessions::Sessions;
-use users::{UserStore, redis::RedisUsers, sqlite::SqliteUsers};
 use std::{future::Future, sync::Arc};
 use tokio::net::TcpListener;
+use users::{UserStore, redis::RedisUsers, sqlite::SqliteUsers};
 
 /// Why the server could not start or run.
 #[derive(Debug, thiserror::Error)]
@@ -93,7 +93,10 @@ pub async fn run(
         match &config.redis_url {
             Some(url) => {
                 let broker = Broker::connect(url, Arc::clone(&metrics)).await?;
-                tracing::info!(node = broker.node(), "redis mode: sharing history, rooms and accounts");
+                tracing::info!(
+                    node = broker.node(),
+                    "redis mode: sharing history, rooms and accounts"
+                );
                 (
                     Some(Arc::clone(&broker)),
                     Arc::new(RedisHistory::new(Arc::clone(&broker))),

@@ -90,10 +90,12 @@ impl Sequencer {
             Some(order) => order,
             // Nobody here follows the room: nothing to order.
             None if self.hub.member_count(&message.room) == 0 => return Delivered::Now,
-            None => rooms.entry(message.room.clone()).or_insert_with(|| RoomOrder {
-                delivered: message.seq.saturating_sub(1),
-                acks: BTreeMap::new(),
-            }),
+            None => rooms
+                .entry(message.room.clone())
+                .or_insert_with(|| RoomOrder {
+                    delivered: message.seq.saturating_sub(1),
+                    acks: BTreeMap::new(),
+                }),
         };
         if message.seq > order.delivered + 1 {
             return Delivered::Gap {
@@ -123,14 +125,21 @@ impl Sequencer {
     /// Pushes `ack` into `reply` once message `seq` of `room` has been delivered (now, if it has).
     pub fn ack_after(&self, room: &RoomId, seq: Seq, reply: &Mailbox, ack: Utf8Bytes) {
         let mut rooms = self.rooms();
-        let order = rooms.entry(room.clone()).or_insert_with(|| RoomOrder {
-            delivered: seq.saturating_sub(1),
-            acks: BTreeMap::new(),
-        });
+        // A room this node does not follow: its sender never joined it here (a `join` is followed), so no
+        // message the sender expects can be overtaken. (The ack may also be a duplicate's, for a message
+        // stored long ago.)
+        let Some(order) = rooms.get_mut(room) else {
+            reply.push(Outbound::Direct(ack));
+            return;
+        };
         if seq <= order.delivered {
             reply.push(Outbound::Direct(ack));
         } else {
-            order.acks.entry(seq).or_default().push((reply.clone(), ack));
+            order
+                .acks
+                .entry(seq)
+                .or_default()
+                .push((reply.clone(), ack));
         }
     }
 
@@ -197,20 +206,47 @@ mod tests {
         // The sender's message 6 is stored before the reader has seen 5: its ack waits for 5 and 6.
         sequencer.ack_after(&room, 6, &sender, "ack 6".into());
         assert!(drain(&mut sent).is_empty(), "ack held back");
-        assert_eq!(sequencer.deliver(&published(&room, 4), None), Delivered::Stale);
+        assert_eq!(
+            sequencer.deliver(&published(&room, 4), None),
+            Delivered::Stale
+        );
         assert_eq!(
             sequencer.deliver(&published(&room, 6), Some(2)),
             Delivered::Gap { after: 4 }
         );
-        assert_eq!(sequencer.deliver(&published(&room, 5), None), Delivered::Now);
-        assert_eq!(drain(&mut sent), ["chat 4", "chat 5"], "still no ack before 6");
-        assert_eq!(sequencer.deliver(&published(&room, 6), Some(2)), Delivered::Now);
-        assert_eq!(sequencer.deliver(&published(&room, 6), Some(2)), Delivered::Stale);
+        assert_eq!(
+            sequencer.deliver(&published(&room, 5), None),
+            Delivered::Now
+        );
+        assert_eq!(
+            drain(&mut sent),
+            ["chat 4", "chat 5"],
+            "still no ack before 6"
+        );
+        assert_eq!(
+            sequencer.deliver(&published(&room, 6), Some(2)),
+            Delivered::Now
+        );
+        assert_eq!(
+            sequencer.deliver(&published(&room, 6), Some(2)),
+            Delivered::Stale
+        );
         assert_eq!(drain(&mut rx), ["chat 4", "chat 5", "chat 6", "chat 6"]);
-        assert_eq!(drain(&mut sent), ["ack 6"], "the sender gets its ack, not its copy");
+        assert_eq!(
+            drain(&mut sent),
+            ["ack 6"],
+            "the sender gets its ack, not its copy"
+        );
 
-        // An ack for something already delivered goes at once; one past a gap that history no longer
-        // holds goes when the gap is skipped.
+        // An ack for something already delivered goes at once (so does one in a room nobody here
+        // follows); one past a gap that history no longer holds goes when the gap is skipped.
+        sequencer.ack_after(
+            &RoomId::new("elsewhere").expect("room"),
+            3,
+            &sender,
+            "ack elsewhere".into(),
+        );
+        assert_eq!(drain(&mut sent), ["ack elsewhere"]);
         sequencer.ack_after(&room, 6, &sender, "dup 6".into());
         assert_eq!(drain(&mut sent), ["dup 6"]);
         sequencer.ack_after(&room, 9, &sender, "ack 9".into());

@@ -143,8 +143,7 @@ impl Subscriber {
             tracing::warn!(%room, "ignoring a malformed room message");
             return Ok(());
         };
-        let except = origin
-            .and_then(|(node, conn)| (node == self.broker.node()).then_some(conn));
+        let except = origin.and_then(|(node, conn)| (node == self.broker.node()).then_some(conn));
         let published = published(message);
         if let Delivered::Gap { after } = self.sequencer.deliver(&published, except) {
             self.fill(&room, after, published.seq).await?;
@@ -252,7 +251,10 @@ mod tests {
             (message.seq, message.sender.as_str(), message.text.as_str()),
             (42, "ann", "hello\nworld")
         );
-        assert_eq!(message.client_id.map(|i| i.as_str().to_owned()), Some("k1".into()));
+        assert_eq!(
+            message.client_id.map(|i| i.as_str().to_owned()),
+            Some("k1".into())
+        );
         let (anonymous, _) = parse(&room, "n1\n7\n43\n1\nann\n\nhi").expect("parses");
         assert!(anonymous.client_id.is_none());
         assert!(parse(&room, "n1\n7\nnot-a-seq\n1\nann\n\nhi").is_none());

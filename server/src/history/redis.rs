@@ -36,7 +36,10 @@ impl RedisHistory {
     async fn room_op(&self, room: &RoomId, args: &[&str]) -> Result<bool, HistoryError> {
         let mut invocation = self.broker.scripts.rooms.prepare_invoke();
         invocation.key(keys::meta(room)).key(keys::members(room));
-        invocation.arg(args[0]).arg(CONTROL_CHANNEL).arg(room.as_str());
+        invocation
+            .arg(args[0])
+            .arg(CONTROL_CHANNEL)
+            .arg(room.as_str());
         for arg in &args[1..] {
             invocation.arg(*arg);
         }
@@ -74,7 +77,8 @@ fn stored(
     ts: Option<String>,
     id: Option<String>,
 ) -> Result<StoredMessage, HistoryError> {
-    let sender = UserName::new(sender.unwrap_or_default()).map_err(|e| corrupt(room, e.to_string()))?;
+    let sender =
+        UserName::new(sender.unwrap_or_default()).map_err(|e| corrupt(room, e.to_string()))?;
     let text = ChatText::new(text.unwrap_or_default()).map_err(|e| corrupt(room, e.to_string()))?;
     let ts: i64 = ts
         .and_then(|t| t.parse().ok())
@@ -154,7 +158,10 @@ impl History for RedisHistory {
             }
             let replies: Vec<Vec<Option<String>>> = self.broker.pipeline(&pipe).await?;
             if replies.len() != batch.len() {
-                return Err(corrupt(&RoomId::lobby(), "pipeline answered the wrong count"));
+                return Err(corrupt(
+                    &RoomId::lobby(),
+                    "pipeline answered the wrong count",
+                ));
             }
             batch
                 .into_iter()
@@ -287,7 +294,9 @@ impl History for RedisHistory {
             let private = meta.get("private").is_some_and(|p| p == "1");
             Ok(Some(RoomInfo {
                 private,
-                owner: meta.get("owner").and_then(|o| UserName::new(o.as_str()).ok()),
+                owner: meta
+                    .get("owner")
+                    .and_then(|o| UserName::new(o.as_str()).ok()),
                 members: if private {
                     members
                         .into_iter()
@@ -308,7 +317,8 @@ impl History for RedisHistory {
     ) -> BoxFuture<'_, Result<bool, HistoryError>> {
         Box::pin(async move {
             let member = if member { "1" } else { "0" };
-            self.room_op(&room, &["member", user.as_str(), member]).await
+            self.room_op(&room, &["member", user.as_str(), member])
+                .await
         })
     }
 

@@ -43,7 +43,8 @@ pub trait UserStore: Send + Sync + std::fmt::Debug + 'static {
     ) -> BoxFuture<'_, Result<bool, StoreError>>;
 
     /// The account called `name` in any case: its name as registered and its password hash.
-    fn user(&self, name: UserName) -> BoxFuture<'_, Result<Option<(UserName, String)>, StoreError>>;
+    fn user(&self, name: UserName)
+    -> BoxFuture<'_, Result<Option<(UserName, String)>, StoreError>>;
 
     /// Replaces `name`'s password hash `old` with `new`; `Ok(false)`: it was not `old` any more.
     fn replace_hash(

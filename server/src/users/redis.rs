@@ -56,10 +56,15 @@ impl UserStore for RedisUsers {
         })
     }
 
-    fn user(&self, name: UserName) -> BoxFuture<'_, Result<Option<(UserName, String)>, StoreError>> {
+    fn user(
+        &self,
+        name: UserName,
+    ) -> BoxFuture<'_, Result<Option<(UserName, String)>, StoreError>> {
         Box::pin(async move {
             let mut cmd = redis::cmd("HMGET");
-            cmd.arg(keys::user(&name_key(&name))).arg("name").arg("hash");
+            cmd.arg(keys::user(&name_key(&name)))
+                .arg("name")
+                .arg("hash");
             let (stored, hash): (Option<String>, Option<String>) =
                 self.broker.command(&cmd).await?;
             Ok(stored

@@ -43,7 +43,10 @@ impl UserStore for SqliteUsers {
         })
     }
 
-    fn user(&self, name: UserName) -> BoxFuture<'_, Result<Option<(UserName, String)>, StoreError>> {
+    fn user(
+        &self,
+        name: UserName,
+    ) -> BoxFuture<'_, Result<Option<(UserName, String)>, StoreError>> {
         Box::pin(async move {
             let row: Option<(String, String)> = self
                 .db

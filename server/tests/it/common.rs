@@ -19,10 +19,123 @@ use tokio_tungstenite::{
 /// How long to wait for something that should arrive.
 pub(crate) const WAIT: Duration = Duration::from_secs(10);
 
-/// A server running in this process on a free loopback port, with its own data directory.
+/// Where a test server keeps its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// The embedded SQLite database in its data directory.
+    Embedded,
+    /// A `redis-server` of its own (see [`RedisServer`]).
+    Redis,
+}
+
+/// Runs each named `async fn(Mode)` test once per storage mode, as `embedded::name` and `redis::name`:
+/// the protocol's tests are one source for both.
+macro_rules! in_both_modes {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::common::Mode::Embedded).await
+                }
+            )*
+        }
+        mod redis {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::common::Mode::Redis).await
+                }
+            )*
+        }
+    };
+}
+pub(crate) use in_both_modes;
+
+/// A `redis-server` on a free loopback port with its own directory, persisting as the README asks
+/// (`appendonly yes`, `appendfsync always`); killed when dropped.
+pub(crate) struct RedisServer {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: std::sync::Mutex<Option<std::process::Child>>,
+}
+
+impl RedisServer {
+    pub(crate) async fn start() -> std::sync::Arc<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let redis = Self {
+            port,
+            dir: tempfile::tempdir().expect("tempdir"),
+            child: std::sync::Mutex::new(None),
+        };
+        redis.start_again().await;
+        std::sync::Arc::new(redis)
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts it (again) on the same port and directory, and waits until it answers.
+    pub(crate) async fn start_again(&self) {
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+            ])
+            .arg(self.dir.path())
+            .args([
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server (the test command installs it)");
+        *self.child.lock().expect("lock") = Some(child);
+        eventually("redis-server answers PING", || async {
+            let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)).await else {
+                return false;
+            };
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut reply = [0u8; 7];
+            stream.write_all(b"PING\r\n").await.is_ok()
+                && stream.read_exact(&mut reply).await.is_ok()
+                && &reply == b"+PONG\r\n"
+        })
+        .await;
+    }
+
+    /// SIGKILL: Redis gets no chance to write anything more; what it acknowledged is in its AOF.
+    pub(crate) fn kill(&self) {
+        if let Some(mut child) = self.child.lock().expect("lock").take() {
+            child.kill().expect("kill redis-server");
+            child.wait().expect("wait for redis-server");
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A server running in this process on a free loopback port, with its own data directory (and, in the
+/// Redis mode, a Redis it may share with other nodes).
 pub(crate) struct TestServer {
     pub(crate) addr: SocketAddr,
     pub(crate) dir: tempfile::TempDir,
+    pub(crate) redis: Option<std::sync::Arc<RedisServer>>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), server::ServerError>>>,
 }
@@ -33,9 +146,45 @@ impl TestServer {
     }
 
     pub(crate) async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        Self::start_in_with(Mode::Embedded, adjust).await
+    }
+
+    pub(crate) async fn start_in(mode: Mode) -> Self {
+        Self::start_in_with(mode, |_| {}).await
+    }
+
+    pub(crate) async fn start_in_with(mode: Mode, adjust: impl FnOnce(&mut Config)) -> Self {
+        let redis = match mode {
+            Mode::Embedded => None,
+            Mode::Redis => Some(RedisServer::start().await),
+        };
+        Self::launch(tempfile::tempdir().expect("tempdir"), redis, adjust).await
+    }
+
+    /// Another node on the Redis `redis`.
+    pub(crate) async fn node_on(
+        redis: &std::sync::Arc<RedisServer>,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
+        Self::launch(dir, Some(std::sync::Arc::clone(redis)), adjust).await
+    }
+
+    /// Stops this server and starts a new one on the same data (directory or Redis).
+    pub(crate) async fn restart_with(mut self, adjust: impl FnOnce(&mut Config)) -> Self {
+        self.stop().await;
+        let Self { dir, redis, .. } = self;
+        Self::launch(dir, redis, adjust).await
+    }
+
+    async fn launch(
+        dir: tempfile::TempDir,
+        redis: Option<std::sync::Arc<RedisServer>>,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Self {
         let mut config = Config::with_data_dir(dir.path());
         config.static_dir = dir.path().join("static");
+        config.redis_url = redis.as_ref().map(|r| r.url());
         // Most tests are about delivery, not about accounts or flooding; those tests turn these back.
         config.allow_anonymous = true;
         config.rate_limit = 0.0;
@@ -50,12 +199,23 @@ impl TestServer {
         let task = tokio::spawn(server::run(listener, config, async {
             let _ = stopped.await;
         }));
-        Self {
+        let server = Self {
             addr,
             dir,
+            redis,
             stop: Some(stop),
             task: Some(task),
+        };
+        if server.redis.is_some() {
+            // Serving before the subscription is up would be fine (chats wait), but tests expect the
+            // node's fan-out from their first frame.
+            let addr = server.addr;
+            eventually("the node is ready", || async move {
+                http(addr, "GET", "/readyz", &[], "").await.0 == 200
+            })
+            .await;
         }
+        server
     }
 
     pub(crate) fn ws_url(&self) -> String {

@@ -1,8 +1,18 @@
 //! Rooms, ordered history, recovery with `since`, idempotent sends, slow consumers.
 
-use crate::common::{Client, TestServer, send_acked};
+use crate::common::{Client, Mode, TestServer, in_both_modes, send_acked};
 use serde_json::{Value, json};
 use std::time::Duration;
+
+in_both_modes!(
+    a_client_that_missed_100_messages_gets_exactly_those_in_order,
+    concurrent_senders_and_a_joiner_in_the_middle_see_one_gap_free_order,
+    the_same_id_is_stored_once_and_acked_again_after_reconnect,
+    leave_stops_delivery_and_rooms_are_separate,
+    since_older_than_retention_says_so_and_sends_what_is_kept,
+    a_client_ahead_of_the_server_gets_everything_after_the_head,
+    a_slow_reader_is_disconnected_with_1013_and_recovers_everything,
+);
 
 const QUIET: Duration = Duration::from_millis(300);
 
@@ -30,9 +40,8 @@ async fn replay(client: &mut Client, room: &str) -> (Vec<u64>, Value) {
     }
 }
 
-#[tokio::test]
-async fn a_client_that_missed_100_messages_gets_exactly_those_in_order() {
-    let server = TestServer::start().await;
+async fn a_client_that_missed_100_messages_gets_exactly_those_in_order(mode: Mode) {
+    let server = TestServer::start_in(mode).await;
     let url = server.ws_url();
     let mut a = Client::connect(&url).await;
     let mut b = Client::connect(&url).await;
@@ -78,12 +87,11 @@ async fn a_client_that_missed_100_messages_gets_exactly_those_in_order() {
     );
 }
 
-#[tokio::test]
-async fn concurrent_senders_and_a_joiner_in_the_middle_see_one_gap_free_order() {
+async fn concurrent_senders_and_a_joiner_in_the_middle_see_one_gap_free_order(mode: Mode) {
     const SENDERS: usize = 3;
     const EACH: usize = 150;
     const TOTAL: u64 = (SENDERS * EACH) as u64;
-    let server = TestServer::start().await;
+    let server = TestServer::start_in(mode).await;
     let url = server.ws_url();
     let mut watcher = Client::connect(&url).await;
     join(&mut watcher, "busy", Some(0)).await;
@@ -165,9 +173,8 @@ async fn concurrent_senders_and_a_joiner_in_the_middle_see_one_gap_free_order() 
     );
 }
 
-#[tokio::test]
-async fn the_same_id_is_stored_once_and_acked_again_after_reconnect() {
-    let server = TestServer::start().await;
+async fn the_same_id_is_stored_once_and_acked_again_after_reconnect(mode: Mode) {
+    let server = TestServer::start_in(mode).await;
     let url = server.ws_url();
     let mut a = Client::connect(&url).await;
     let mut b = Client::connect(&url).await;
@@ -195,9 +202,8 @@ async fn the_same_id_is_stored_once_and_acked_again_after_reconnect() {
     assert_eq!(a.expect("chat").await["text"], "mine");
 }
 
-#[tokio::test]
-async fn leave_stops_delivery_and_rooms_are_separate() {
-    let server = TestServer::start().await;
+async fn leave_stops_delivery_and_rooms_are_separate(mode: Mode) {
+    let server = TestServer::start_in(mode).await;
     let url = server.ws_url();
     let mut a = Client::connect(&url).await;
     let mut b = Client::connect(&url).await;
@@ -224,21 +230,13 @@ async fn leave_stops_delivery_and_rooms_are_separate() {
     b.expect_silence(QUIET).await;
 }
 
-#[tokio::test]
-async fn since_older_than_retention_says_so_and_sends_what_is_kept() {
-    let server = TestServer::start_with(|c| c.retention_count = 3).await;
+async fn since_older_than_retention_says_so_and_sends_what_is_kept(mode: Mode) {
+    let server = TestServer::start_in_with(mode, |c| c.retention_count = 3).await;
     let url = server.ws_url();
     let mut a = Client::connect(&url).await;
     send_acked(&mut a, "r", "m", 10).await;
     // Retention runs before a server serves and then every minute; a restart applies it now.
-    let mut server = server;
-    let dir = server.dir.path().to_owned();
-    server.stop().await;
-    let server = TestServer::start_with(|c| {
-        c.retention_count = 3;
-        c.data_dir = dir;
-    })
-    .await;
+    let server = server.restart_with(|c| c.retention_count = 3).await;
     let mut b = Client::connect(&server.ws_url()).await;
     join(&mut b, "r", Some(2)).await;
     let notice = b.expect("error").await;
@@ -253,9 +251,8 @@ async fn since_older_than_retention_says_so_and_sends_what_is_kept() {
     assert_eq!(replay(&mut b, "r").await.0, vec![9, 10]);
 }
 
-#[tokio::test]
-async fn a_client_ahead_of_the_server_gets_everything_after_the_head() {
-    let server = TestServer::start().await;
+async fn a_client_ahead_of_the_server_gets_everything_after_the_head(mode: Mode) {
+    let server = TestServer::start_in(mode).await;
     let url = server.ws_url();
     let mut a = Client::connect(&url).await;
     let mut b = Client::connect(&url).await;
@@ -266,9 +263,8 @@ async fn a_client_ahead_of_the_server_gets_everything_after_the_head() {
     assert_eq!(b.expect("chat").await["seq"], 1);
 }
 
-#[tokio::test]
-async fn a_slow_reader_is_disconnected_with_1013_and_recovers_everything() {
-    let server = TestServer::start_with(|c| c.queue_bytes = 64 * 1024).await;
+async fn a_slow_reader_is_disconnected_with_1013_and_recovers_everything(mode: Mode) {
+    let server = TestServer::start_in_with(mode, |c| c.queue_bytes = 64 * 1024).await;
     let url = server.ws_url();
     let mut a = Client::connect(&url).await;
     let slow = Client::connect(&url).await; // never reads until the end

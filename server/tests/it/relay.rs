@@ -1,16 +1,25 @@
 //! The first slice's wire contract: welcome, relay to everyone but the sender, errors that keep the
 //! connection usable, health, limits on what a frame may be, graceful shutdown.
 
-use crate::common::{Client, TestServer, WAIT};
+use crate::common::{Client, Mode, TestServer, WAIT, in_both_modes};
 use serde_json::json;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 
+in_both_modes!(
+    relays_between_three_connections_excluding_the_sender,
+    bad_frames_get_errors_and_the_connection_keeps_working,
+    an_oversized_frame_closes_with_1009_and_is_not_relayed,
+    ping_gets_pong,
+    shutdown_closes_every_connection_with_1001,
+    a_forged_token_gets_401_before_any_upgrade,
+    the_welcome_names_the_protocol_and_metrics_count_what_happened,
+);
+
 const QUIET: Duration = Duration::from_millis(300);
 
-#[tokio::test]
-async fn relays_between_three_connections_excluding_the_sender() {
-    let server = TestServer::start().await;
+async fn relays_between_three_connections_excluding_the_sender(mode: Mode) {
+    let server = TestServer::start_in(mode).await;
     let url = server.ws_url();
     let mut a = Client::connect(&url).await;
     let mut b = Client::connect(&url).await;
@@ -49,9 +58,8 @@ async fn relays_between_three_connections_excluding_the_sender() {
     c.expect_silence(QUIET).await;
 }
 
-#[tokio::test]
-async fn bad_frames_get_errors_and_the_connection_keeps_working() {
-    let server = TestServer::start().await;
+async fn bad_frames_get_errors_and_the_connection_keeps_working(mode: Mode) {
+    let server = TestServer::start_in(mode).await;
     let mut a = Client::connect(&server.ws_url()).await;
     let mut b = Client::connect(&server.ws_url()).await;
 
@@ -105,9 +113,8 @@ async fn bad_frames_get_errors_and_the_connection_keeps_working() {
     );
 }
 
-#[tokio::test]
-async fn an_oversized_frame_closes_with_1009_and_is_not_relayed() {
-    let server = TestServer::start_with(|c| c.max_message_bytes = 1024).await;
+async fn an_oversized_frame_closes_with_1009_and_is_not_relayed(mode: Mode) {
+    let server = TestServer::start_in_with(mode, |c| c.max_message_bytes = 1024).await;
     let mut a = Client::connect(&server.ws_url()).await;
     let mut b = Client::connect(&server.ws_url()).await;
     a.send(json!({"type": "chat", "text": "x".repeat(2000)}))
@@ -123,9 +130,8 @@ async fn an_oversized_frame_closes_with_1009_and_is_not_relayed() {
     );
 }
 
-#[tokio::test]
-async fn ping_gets_pong() {
-    let server = TestServer::start().await;
+async fn ping_gets_pong(mode: Mode) {
+    let server = TestServer::start_in(mode).await;
     let mut a = Client::connect(&server.ws_url()).await;
     a.send(json!({"type": "ping"})).await;
     a.expect("pong").await;
@@ -163,9 +169,8 @@ async fn serves_the_built_web_app_with_a_fallback_to_index() {
     );
 }
 
-#[tokio::test]
-async fn shutdown_closes_every_connection_with_1001() {
-    let mut server = TestServer::start().await;
+async fn shutdown_closes_every_connection_with_1001(mode: Mode) {
+    let mut server = TestServer::start_in(mode).await;
     let mut a = Client::connect(&server.ws_url()).await;
     let mut b = Client::connect(&server.ws_url()).await;
     let stopping = tokio::time::Instant::now();
@@ -192,9 +197,8 @@ async fn connection_limit_refuses_the_upgrade_with_503() {
     }
 }
 
-#[tokio::test]
-async fn a_forged_token_gets_401_before_any_upgrade() {
-    let server = TestServer::start().await;
+async fn a_forged_token_gets_401_before_any_upgrade(mode: Mode) {
+    let server = TestServer::start_in(mode).await;
     let err =
         tokio_tungstenite::connect_async(format!("{}?token=forged.token.here", server.ws_url()))
             .await
@@ -210,9 +214,8 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     (status, body)
 }
 
-#[tokio::test]
-async fn the_welcome_names_the_protocol_and_metrics_count_what_happened() {
-    let server = TestServer::start().await;
+async fn the_welcome_names_the_protocol_and_metrics_count_what_happened(mode: Mode) {
+    let server = TestServer::start_in(mode).await;
     let url = server.ws_url();
     let (ws, _) = tokio_tungstenite::connect_async(url.as_str())
         .await

@@ -1,7 +1,8 @@
 //! Identity and hostile clients: accounts, tokens on the handshake, origin, private rooms, limits.
 
 use crate::common::{
-    Client, TestServer, eventually, http, raw_handshake, send_masked, server_frames,
+    Client, Mode, TestServer, eventually, http, in_both_modes, raw_handshake, send_masked,
+    server_frames,
 };
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -10,8 +11,18 @@ use tokio_tungstenite::tungstenite::{self, Message, client::IntoClientRequest, h
 
 const QUIET: Duration = Duration::from_millis(300);
 
-async fn accounts_server() -> TestServer {
-    TestServer::start_with(|c| c.allow_anonymous = false).await
+// Accounts, sessions and private rooms are kept by the store: both stores keep the same promises.
+in_both_modes!(
+    a_deleted_account_is_gone_and_its_name_inherits_nothing,
+    owners_remove_members_who_stop_receiving_at_once,
+    private_rooms_admit_members_only_and_never_leak_history,
+    register_login_session_logout,
+    signing_out_revokes_the_token_and_closes_its_sockets_with_4501,
+    the_handshake_takes_tokens_from_cookie_bearer_or_query_and_refuses_others,
+);
+
+async fn accounts_server(mode: Mode) -> TestServer {
+    TestServer::start_in_with(mode, |c| c.allow_anonymous = false).await
 }
 
 async fn post(server: &TestServer, path: &str, body: Value) -> (u16, String, Value) {
@@ -56,9 +67,8 @@ fn request_with(
     request
 }
 
-#[tokio::test]
-async fn register_login_session_logout() {
-    let server = accounts_server().await;
+async fn register_login_session_logout(mode: Mode) {
+    let server = accounts_server(mode).await;
     let (status, head, body) = post(
         &server,
         "/api/register",
@@ -160,9 +170,8 @@ async fn register_login_session_logout() {
     );
 }
 
-#[tokio::test]
-async fn the_handshake_takes_tokens_from_cookie_bearer_or_query_and_refuses_others() {
-    let server = accounts_server().await;
+async fn the_handshake_takes_tokens_from_cookie_bearer_or_query_and_refuses_others(mode: Mode) {
+    let server = accounts_server(mode).await;
     let url = server.ws_url();
     let token = register(&server, "ann").await;
 
@@ -291,9 +300,8 @@ async fn cross_site_origins_are_refused_before_the_upgrade() {
     Client::connect(&url).await; // no Origin: not a browser
 }
 
-#[tokio::test]
-async fn private_rooms_admit_members_only_and_never_leak_history() {
-    let server = accounts_server().await;
+async fn private_rooms_admit_members_only_and_never_leak_history(mode: Mode) {
+    let server = accounts_server(mode).await;
     let url = server.ws_url();
     let (ann_token, bob_token, eve_token) = (
         register(&server, "ann").await,
@@ -514,9 +522,8 @@ async fn upgrade_status(server: &TestServer, token: &str) -> u16 {
     .await
 }
 
-#[tokio::test]
-async fn signing_out_revokes_the_token_and_closes_its_sockets_with_4501() {
-    let server = accounts_server().await;
+async fn signing_out_revokes_the_token_and_closes_its_sockets_with_4501(mode: Mode) {
+    let server = accounts_server(mode).await;
     let url = server.ws_url();
     let first = register(&server, "ann").await;
     let second = login(&server, "ANN", "correct horse").await;
@@ -568,9 +575,8 @@ async fn signing_out_revokes_the_token_and_closes_its_sockets_with_4501() {
     assert_eq!(upgrade_status(&server, &other).await, 401);
 }
 
-#[tokio::test]
-async fn a_deleted_account_is_gone_and_its_name_inherits_nothing() {
-    let server = accounts_server().await;
+async fn a_deleted_account_is_gone_and_its_name_inherits_nothing(mode: Mode) {
+    let server = accounts_server(mode).await;
     let url = server.ws_url();
     let ann = register(&server, "ann").await;
     let bob = register(&server, "bob").await;
@@ -624,9 +630,8 @@ async fn a_deleted_account_is_gone_and_its_name_inherits_nothing() {
     assert_eq!(stranger.expect("error").await["code"], "forbidden");
 }
 
-#[tokio::test]
-async fn owners_remove_members_who_stop_receiving_at_once() {
-    let server = accounts_server().await;
+async fn owners_remove_members_who_stop_receiving_at_once(mode: Mode) {
+    let server = accounts_server(mode).await;
     let url = server.ws_url();
     let (ann, bob, eve) = (
         register(&server, "ann").await,

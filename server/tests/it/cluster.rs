@@ -1,0 +1,344 @@
+//! Several nodes on one real `redis-server`: one order per room across nodes, recovery on any node,
+//! accounts and private rooms shared, and Redis going away and coming back without losing an acked chat.
+
+use crate::common::{Client, RedisServer, TestServer, WAIT, eventually, http, send_acked};
+use serde_json::{Value, json};
+use std::{collections::BTreeMap, time::Duration};
+
+const QUIET: Duration = Duration::from_millis(300);
+
+async fn join(client: &mut Client, room: &str, since: Option<u64>) -> Vec<Value> {
+    let mut frame = json!({"type": "join", "room": room});
+    if let Some(s) = since {
+        frame["since"] = s.into();
+    }
+    client.send(frame).await;
+    let mut replayed = Vec::new();
+    loop {
+        let m = client.recv().await;
+        match m["type"].as_str() {
+            Some("chat") => replayed.push(m),
+            Some("joined") => return replayed,
+            _ => panic!("unexpected frame during a join: {m}"),
+        }
+    }
+}
+
+/// Reads `n` chat frames of `room` (nothing else may arrive): `seq -> (sender, text)`, in arrival order.
+async fn read_chats(client: &mut Client, n: usize) -> Vec<(u64, (String, String))> {
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let m = client.expect("chat").await;
+        out.push((
+            m["seq"].as_u64().expect("seq"),
+            (
+                m["sender"].as_str().expect("sender").to_owned(),
+                m["text"].as_str().expect("text").to_owned(),
+            ),
+        ));
+    }
+    out
+}
+
+async fn ready(server: &TestServer) -> u16 {
+    http(server.addr, "GET", "/readyz", &[], "").await.0
+}
+
+#[tokio::test]
+async fn two_nodes_agree_on_one_gap_free_order_and_recover_on_either() {
+    let redis = RedisServer::start().await;
+    let a = TestServer::node_on(&redis, |_| {}).await;
+    let b = TestServer::node_on(&redis, |_| {}).await;
+    let mut on_a = Client::connect(&a.ws_url()).await;
+    let mut on_b = Client::connect(&b.ws_url()).await;
+    join(&mut on_a, "r", Some(0)).await;
+    join(&mut on_b, "r", Some(0)).await;
+
+    // Two senders on each node, all at once, into one room.
+    const EACH: usize = 40;
+    let mut senders = Vec::new();
+    for (i, url) in [a.ws_url(), a.ws_url(), b.ws_url(), b.ws_url()]
+        .into_iter()
+        .enumerate()
+    {
+        senders.push(tokio::spawn(async move {
+            let mut sender = Client::connect(&url).await;
+            let seqs = send_acked(&mut sender, "r", &format!("s{i}"), EACH).await;
+            (sender.token.clone(), seqs)
+        }));
+    }
+    let mut acked = Vec::new();
+    let mut tokens = Vec::new();
+    for sender in senders {
+        let (token, seqs) = sender.await.expect("sender");
+        tokens.push(token);
+        acked.extend(seqs);
+    }
+    acked.sort_unstable();
+    let total = 4 * EACH;
+    assert_eq!(
+        acked,
+        (1..=total as u64).collect::<Vec<_>>(),
+        "one seq each, no gap"
+    );
+
+    let seen_a = read_chats(&mut on_a, total).await;
+    let seen_b = read_chats(&mut on_b, total).await;
+    let order: Vec<u64> = seen_a.iter().map(|(s, _)| *s).collect();
+    assert_eq!(
+        order,
+        (1..=total as u64).collect::<Vec<_>>(),
+        "node A's client: in order"
+    );
+    assert_eq!(
+        seen_a, seen_b,
+        "both nodes' clients see the same messages in the same order"
+    );
+
+    // The sender of `s0-0` (on A) sends it again through B: recognised, acked with its first seq.
+    let first: BTreeMap<u64, (String, String)> = seen_a.into_iter().collect();
+    let original = first
+        .iter()
+        .find(|(_, (_, text))| text == "s0 message 0")
+        .map(|(seq, _)| *seq)
+        .expect("s0-0 relayed");
+    let mut again = Client::reconnect(&b.ws_url(), &tokens[0]).await;
+    again.chat("r", "s0-0", "s0 message 0").await;
+    let ack = again.expect("ack").await;
+    assert_eq!(ack["seq"], original);
+    on_a.expect_silence(QUIET).await;
+    on_b.expect_silence(QUIET).await;
+
+    // Node A goes away; its client comes back on B and recovers what it missed meanwhile.
+    let mut a = a;
+    a.stop().await;
+    assert_eq!(on_a.closed().await, Some(1001));
+    let mut sender = Client::connect(&b.ws_url()).await;
+    send_acked(&mut sender, "r", "late", 5).await;
+    let mut back = Client::connect(&b.ws_url()).await;
+    let replayed = join(&mut back, "r", Some(total as u64)).await;
+    let seqs: Vec<u64> = replayed.iter().filter_map(|m| m["seq"].as_u64()).collect();
+    assert_eq!(
+        seqs,
+        ((total as u64 + 1)..=(total as u64 + 5)).collect::<Vec<_>>()
+    );
+}
+
+async fn post(server: &TestServer, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
+    let cookie = token.map(|t| format!("chat_token={t}"));
+    let headers: Vec<(&str, &str)> = cookie.iter().map(|c| ("Cookie", c.as_str())).collect();
+    let (status, _, body) = http(server.addr, "POST", path, &headers, &body.to_string()).await;
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn accounts_tokens_and_private_rooms_are_shared_by_every_node() {
+    let redis = RedisServer::start().await;
+    let accounts_only = |c: &mut server::Config| c.allow_anonymous = false;
+    let a = TestServer::node_on(&redis, accounts_only).await;
+    let b = TestServer::node_on(&redis, accounts_only).await;
+    let credentials = |name: &str| json!({"name": name, "password": "correct horse"});
+
+    // Registered on A, signed in on B; A's token works on B.
+    let (status, body) = post(&a, "/api/register", None, credentials("ann")).await;
+    assert_eq!(status, 201, "{body}");
+    let ann_a = body["token"].as_str().expect("token").to_owned();
+    let (status, body) = post(&b, "/api/login", None, credentials("ANN")).await;
+    assert_eq!(status, 200, "{body}");
+    let ann_b = body["token"].as_str().expect("token").to_owned();
+    assert_eq!(
+        post(&b, "/api/register", None, credentials("Ann")).await.0,
+        409,
+        "the name is taken on every node"
+    );
+    for name in ["bob", "eve"] {
+        assert_eq!(
+            post(&b, "/api/register", None, credentials(name)).await.0,
+            201
+        );
+    }
+    let bob = post(&a, "/api/login", None, credentials("bob")).await.1["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let eve = post(&a, "/api/login", None, credentials("eve")).await.1["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let mut ann = Client::reconnect(&b.ws_url(), &ann_a).await;
+    assert_eq!(ann.user, "ann");
+
+    // A private room made and shared on A is enforced on B.
+    let mut owner = Client::reconnect(&a.ws_url(), &ann_b).await;
+    owner
+        .send(json!({"type": "create", "room": "team", "private": true}))
+        .await;
+    owner.expect("created").await;
+    owner.expect("joined").await;
+    owner
+        .send(json!({"type": "invite", "room": "team", "user": "bob"}))
+        .await;
+    owner.expect("invited").await;
+    let mut bob_b = Client::reconnect(&b.ws_url(), &bob).await;
+    join(&mut bob_b, "team", None).await;
+    let mut eve_b = Client::reconnect(&b.ws_url(), &eve).await;
+    eve_b.send(json!({"type": "join", "room": "team"})).await;
+    assert_eq!(eve_b.expect("error").await["code"], "forbidden");
+    eve_b.chat("team", "e1", "let me in").await;
+    assert_eq!(eve_b.expect("error").await["code"], "forbidden");
+    owner.chat("team", "t1", "members only").await;
+    owner.expect("ack").await;
+    assert_eq!(bob_b.expect("chat").await["text"], "members only");
+
+    // Removed on A: out of the room on B at once.
+    owner
+        .send(json!({"type": "remove", "room": "team", "user": "bob"}))
+        .await;
+    owner.expect("removed").await;
+    assert_eq!(bob_b.expect("left").await["room"], "team");
+    owner.chat("team", "t2", "bob is gone").await;
+    owner.expect("ack").await;
+    bob_b.expect_silence(QUIET).await;
+
+    // Signed out on A: the session's socket on B closes, and B refuses the token.
+    let (status, _) = post(&a, "/api/logout", Some(&ann_a), json!({})).await;
+    assert_eq!(status, 204);
+    assert_eq!(ann.closed().await, Some(shared::close::UNAUTHORIZED));
+    let (status, session) = {
+        let cookie = format!("chat_token={ann_a}");
+        let (s, _, body) = http(b.addr, "GET", "/api/session", &[("Cookie", &cookie)], "").await;
+        (s, serde_json::from_str::<Value>(&body).expect("json"))
+    };
+    assert_eq!(
+        (status, &session["name"]),
+        (200, &Value::Null),
+        "B forgot the session too"
+    );
+}
+
+#[tokio::test]
+async fn redis_killed_and_restarted_mid_stream_loses_no_acked_chat_and_drops_no_client() {
+    let redis = RedisServer::start().await;
+    let a = TestServer::node_on(&redis, |_| {}).await;
+    let b = TestServer::node_on(&redis, |_| {}).await;
+    let mut sender = Client::connect(&a.ws_url()).await;
+    let mut reader = Client::connect(&b.ws_url()).await;
+    join(&mut reader, "r", Some(0)).await;
+
+    // Like the web client's outbox: send, and send again whatever was refused, until all are acked.
+    const TOTAL: usize = 60;
+    let mut acked: BTreeMap<String, u64> = BTreeMap::new();
+    let mut refused = 0;
+    let mut next = 0;
+    let mut pending: Vec<String> = Vec::new();
+    let mut killed = false;
+    let mut restarted = false;
+    while acked.len() < TOTAL {
+        if next < TOTAL && pending.len() < 5 {
+            let id = format!("m{next}");
+            sender.chat("r", &id, &format!("text of {id}")).await;
+            pending.push(id);
+            next += 1;
+            continue;
+        }
+        if next >= TOTAL / 3 && !killed {
+            redis.kill();
+            killed = true;
+            eventually("both nodes say not ready", || async {
+                ready(&a).await == 503 && ready(&b).await == 503
+            })
+            .await;
+        }
+        let m = sender.recv().await;
+        let id = m["id"].as_str().expect("id").to_owned();
+        match m["type"].as_str() {
+            Some("ack") => {
+                let seq = m["seq"].as_u64().expect("seq");
+                assert!(acked.insert(id.clone(), seq).is_none_or(|s| s == seq));
+            }
+            Some("error") => {
+                assert_eq!(m["code"], "unavailable", "{m}");
+                refused += 1;
+                if !restarted && refused >= 3 {
+                    redis.start_again().await;
+                    restarted = true;
+                }
+                // Resent after a moment, as the outbox does.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                sender.chat("r", &id, &format!("text of {id}")).await;
+                continue;
+            }
+            _ => panic!("unexpected {m}"),
+        }
+        pending.retain(|p| p != &id);
+    }
+    assert!(
+        killed && restarted && refused >= 3,
+        "the outage was real: {refused} refused"
+    );
+    eventually("both nodes ready again", || async {
+        ready(&a).await == 200 && ready(&b).await == 200
+    })
+    .await;
+
+    let seqs: Vec<u64> = acked
+        .values()
+        .copied()
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(
+        seqs,
+        (1..=TOTAL as u64).collect::<Vec<_>>(),
+        "every chat stored once, no gap"
+    );
+
+    // The reader on B was never disconnected and saw every message once, in order, including what was
+    // published while its subscription was down.
+    let live: Vec<u64> = read_chats(&mut reader, TOTAL)
+        .await
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    assert_eq!(live, seqs);
+    reader.send(json!({"type": "ping"})).await;
+    reader.expect("pong").await;
+    sender.send(json!({"type": "ping"})).await;
+    sender.expect("pong").await;
+
+    // Restarted from its AOF a second time: still everything.
+    redis.kill();
+    redis.start_again().await;
+    let mut later = Client::connect(&b.ws_url()).await;
+    let history = tokio::time::timeout(WAIT, async {
+        loop {
+            later
+                .send(json!({"type": "join", "room": "r", "since": 0}))
+                .await;
+            let first = later.recv().await;
+            if first["type"] == "error" {
+                assert_eq!(first["code"], "unavailable");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            let mut frames = vec![first];
+            while frames.last().expect("frame")["type"] != "joined" {
+                frames.push(later.recv().await);
+            }
+            return frames;
+        }
+    })
+    .await
+    .expect("history readable after the restart");
+    let stored: BTreeMap<String, u64> = history
+        .iter()
+        .filter(|m| m["type"] == "chat")
+        .map(|m| {
+            (
+                m["id"].as_str().expect("id").to_owned(),
+                m["seq"].as_u64().expect("seq"),
+            )
+        })
+        .collect();
+    assert_eq!(stored, acked, "every acked chat, with its acked seq");
+}
