@@ -23,7 +23,10 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", config.bind))?;
     let addr = listener.local_addr().context("reading the bound address")?;
-    tracing::info!(data_dir = %config.data_dir.display(), "listening on http://{addr}");
+    match &config.redis_url {
+        Some(_) => tracing::info!("listening on http://{addr} (redis mode)"),
+        None => tracing::info!(data_dir = %config.data_dir.display(), "listening on http://{addr}"),
+    }
     server::run(listener, config, shutdown_signal()).await?;
     Ok(())
 }

@@ -6,6 +6,7 @@
 //! - [`Browser`]: one chromedriver process; [`Browser::page`] opens an independent Chromium (its own
 //!   profile, so its own localStorage) on the app.
 //! - [`Page`]: waits and reads by the app's `data-testid` hooks.
+//! - [`RedisServer`]: a `redis-server` of its own, for nodes of the Redis mode.
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -111,6 +112,65 @@ impl AppServer {
             .await
             .expect("stops in time")
             .expect("server task");
+    }
+}
+
+/// A `redis-server` on a free loopback port with its own directory (AOF, `appendfsync always`), killed
+/// when dropped.
+#[derive(Debug)]
+pub struct RedisServer {
+    port: u16,
+    _dir: tempfile::TempDir,
+    child: std::process::Child,
+}
+
+impl RedisServer {
+    /// Starts it and waits until it answers.
+    pub async fn start() -> Self {
+        let port = free_port();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--dir"])
+            .arg(dir.path())
+            .args([
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server (scripts/test.sh installs it)");
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "redis-server starts"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Self {
+            port,
+            _dir: dir,
+            child,
+        }
+    }
+
+    /// Its URL, for `--redis-url`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

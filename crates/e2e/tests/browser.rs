@@ -1,7 +1,8 @@
-//! The real app in headless Chromium against the real server: relay between two pages, reconnection
-//! after a server restart, and the outbox delivering what was typed while the server was down, once.
+//! The real app in headless Chromium against the real server: relay between two pages (also on two nodes
+//! of one Redis), reconnection after a server restart, and the outbox delivering what was typed while
+//! the server was down, once.
 
-use e2e::{AppServer, Browser, attempt, count, state_of};
+use e2e::{AppServer, Browser, RedisServer, attempt, count, state_of};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_pages_relay_a_message() {
@@ -167,6 +168,41 @@ async fn a_reload_keeps_the_outbox() {
     a.send("after reload").await;
     b.wait_messages("to receive the new message", |m| {
         count(m, "after reload") == 1
+    })
+    .await;
+    a.close().await;
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_pages_on_two_nodes_of_one_redis_chat() {
+    let redis = RedisServer::start().await;
+    let url = redis.url();
+    let on_redis = move |c: &mut server::Config| {
+        c.allow_anonymous = true;
+        c.redis_url = Some(url.clone());
+    };
+    let node_a = AppServer::start_with(on_redis.clone()).await;
+    let node_b = AppServer::start_with(on_redis).await;
+    assert_ne!(node_a.addr, node_b.addr);
+    let browser = Browser::start().await;
+    let a = browser.page(&node_a.url()).await;
+    let b = browser.page(&node_b.url()).await;
+    a.wait_connected().await;
+    b.wait_connected().await;
+
+    a.send("hello from node A").await;
+    b.wait_messages("to include A's message, relayed through Redis", |m| {
+        count(m, "hello from node A") == 1
+    })
+    .await;
+    a.wait_messages("to show A's message as sent", |m| {
+        state_of(m, "hello from node A") == Some("sent")
+    })
+    .await;
+    b.send("and back from node B").await;
+    a.wait_messages("to include B's reply", |m| {
+        count(m, "and back from node B") == 1 && count(m, "hello from node A") == 1
     })
     .await;
     a.close().await;
