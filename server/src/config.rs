@@ -135,6 +135,12 @@ pub struct Config {
     #[arg(long, env = "CHAT_REDIS_URL")]
     pub redis_url: Option<String>,
 
+    /// Instead of serving: copy the database of `--data-dir` (accounts, sessions, rooms, history) and its
+    /// token key into the Redis of `--redis-url`, which must hold no chat data yet, and exit. Run it
+    /// with the embedded server stopped, then start the nodes with `--redis-url`.
+    #[arg(long, requires = "redis_url")]
+    pub import_into_redis: bool,
+
     /// Instead of serving: write a consistent copy of the data directory's database to this file and
     /// exit. Safe while a server runs on the same data directory (nothing waits on it); the file must
     /// not exist yet. Restoring is copying it back as `chat.db` (with `token.key`) into a data directory.

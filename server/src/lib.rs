@@ -27,6 +27,7 @@ pub mod history;
 pub mod http;
 pub mod hub;
 pub mod identity;
+pub mod import;
 pub mod limits;
 pub mod listener;
 pub mod mailbox;

@@ -19,6 +19,19 @@ async fn main() -> anyhow::Result<()> {
         tracing::info!(to = %dest.display(), "backup written");
         return Ok(());
     }
+    if let (true, Some(url)) = (config.import_into_redis, &config.redis_url) {
+        let imported = server::import::into_redis(&config.data_dir, url)
+            .await
+            .with_context(|| format!("importing {} into redis", config.data_dir.display()))?;
+        tracing::info!(
+            users = imported.users,
+            sessions = imported.sessions,
+            rooms = imported.rooms,
+            messages = imported.messages,
+            "imported into redis"
+        );
+        return Ok(());
+    }
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .with_context(|| format!("binding {}", config.bind))?;

@@ -1,7 +1,10 @@
 //! Several nodes on one real `redis-server`: one order per room across nodes, recovery on any node,
-//! accounts and private rooms shared, and Redis going away and coming back without losing an acked chat.
+//! accounts and private rooms shared, Redis going away and coming back without losing an acked chat,
+//! and an embedded deployment imported into Redis.
 
-use crate::common::{Client, RedisServer, TestServer, WAIT, eventually, http, send_acked};
+use crate::common::{
+    Client, RedisServer, ServerProcess, TestServer, WAIT, data_dir, eventually, http, send_acked,
+};
 use serde_json::{Value, json};
 use std::{collections::BTreeMap, time::Duration};
 
@@ -341,4 +344,88 @@ async fn redis_killed_and_restarted_mid_stream_loses_no_acked_chat_and_drops_no_
         })
         .collect();
     assert_eq!(stored, acked, "every acked chat, with its acked seq");
+}
+
+#[tokio::test]
+async fn an_embedded_deployment_moves_into_redis_with_everything() {
+    let (_keep, dir) = data_dir();
+    let embedded = ServerProcess::start(&dir).await;
+    let register = |name: &'static str| async move {
+        let body = json!({"name": name, "password": "correct horse"}).to_string();
+        let (status, _, body) = http(embedded.addr, "POST", "/api/register", &[], &body).await;
+        assert_eq!(status, 201, "{body}");
+        serde_json::from_str::<Value>(&body).expect("json")["token"]
+            .as_str()
+            .expect("token")
+            .to_owned()
+    };
+    let ann_token = register("ann").await;
+    register("bob").await;
+    let mut ann = Client::reconnect(&embedded.ws_url(), &ann_token).await;
+    ann.send(json!({"type": "create", "room": "team", "private": true}))
+        .await;
+    ann.expect("created").await;
+    ann.expect("joined").await;
+    ann.send(json!({"type": "invite", "room": "team", "user": "bob"}))
+        .await;
+    ann.expect("invited").await;
+    let team = send_acked(&mut ann, "team", "t", 2).await;
+    let lobby = send_acked(&mut ann, "lobby", "l", 3).await;
+    drop(ann);
+    assert!(embedded.terminate().await.success());
+
+    let redis = RedisServer::start().await;
+    let import = || async {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_server"))
+            .arg("--data-dir")
+            .arg(&dir)
+            .args(["--redis-url", &redis.url(), "--import-into-redis"])
+            .env_clear()
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .await
+            .expect("run the import")
+    };
+    assert!(import().await.success());
+    assert!(
+        !import().await.success(),
+        "a second import into the same Redis is refused"
+    );
+
+    let node = TestServer::node_on(&redis, |_| {}).await;
+    // The token issued by the embedded server is still valid: same key, same session.
+    let mut ann = Client::reconnect(&node.ws_url(), &ann_token).await;
+    assert_eq!(ann.user, "ann");
+    let replayed = join(&mut ann, "lobby", Some(0)).await;
+    let seqs: Vec<u64> = replayed.iter().filter_map(|m| m["seq"].as_u64()).collect();
+    assert_eq!(seqs, lobby, "history kept its seqs");
+    ann.chat("lobby", "l-0", "l message 0").await;
+    assert_eq!(
+        ann.expect("ack").await["seq"],
+        lobby[0],
+        "a resend is still recognised"
+    );
+    ann.chat("lobby", "after", "after the move").await;
+    assert_eq!(
+        ann.expect("ack").await["seq"],
+        lobby[2] + 1,
+        "the room's head moved too"
+    );
+
+    // The private room and its members came along; bob signs in with his password.
+    let mut guest = Client::connect(&node.ws_url()).await;
+    guest.send(json!({"type": "join", "room": "team"})).await;
+    assert_eq!(guest.expect("error").await["code"], "forbidden");
+    let body = json!({"name": "bob", "password": "correct horse"}).to_string();
+    let (status, _, body) = http(node.addr, "POST", "/api/login", &[], &body).await;
+    assert_eq!(status, 200, "{body}");
+    let bob_token = serde_json::from_str::<Value>(&body).expect("json")["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let mut bob = Client::reconnect(&node.ws_url(), &bob_token).await;
+    let replayed = join(&mut bob, "team", Some(0)).await;
+    let seqs: Vec<u64> = replayed.iter().filter_map(|m| m["seq"].as_u64()).collect();
+    assert_eq!(seqs, team);
 }
