@@ -188,34 +188,49 @@ pub struct Browser {
 }
 
 impl Browser {
-    /// Starts chromedriver (`CHROMEDRIVER` or `chromedriver` on PATH) on a free port.
+    /// Starts chromedriver (`CHROMEDRIVER` or `chromedriver` on PATH) on a free port. The port is free
+    /// when picked but may be taken by another test's server before chromedriver binds it; a driver that
+    /// exits instead of listening is started again on another port.
     pub async fn start() -> Self {
-        let port = free_port();
         let program = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
-        let driver = tokio::process::Command::new(&program)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("starting {program}: {e} (scripts/test.sh installs chromium-driver)")
-            });
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "chromedriver did not start"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        for _ in 0..5 {
+            let port = free_port();
+            let mut driver = tokio::process::Command::new(&program)
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap_or_else(|e| {
+                    panic!("starting {program}: {e} (scripts/test.sh installs chromium-driver)")
+                });
+            let deadline = tokio::time::Instant::now() + WAIT;
+            loop {
+                if driver.try_wait().expect("chromedriver status").is_some() {
+                    break; // exited: the port was taken meanwhile
+                }
+                if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .is_ok()
+                {
+                    // Listening, unless what answers is someone else and the driver is exiting.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    if driver.try_wait().expect("chromedriver status").is_none() {
+                        return Self {
+                            port,
+                            _driver: driver,
+                        };
+                    }
+                    break;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "chromedriver did not start"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         }
-        Self {
-            port,
-            _driver: driver,
-        }
+        panic!("chromedriver kept exiting at start");
     }
 
     /// Opens `url` in a new headless Chromium with its own empty profile.

@@ -153,8 +153,13 @@ impl Broker {
         self.healthy.load(Ordering::Relaxed) && self.subscribed.load(Ordering::Relaxed)
     }
 
-    fn set_subscribed(&self, subscribed: bool) {
-        self.subscribed.store(subscribed, Ordering::Relaxed);
+    fn set_subscribed(&self) {
+        self.subscribed.store(true, Ordering::Relaxed);
+    }
+
+    /// Marks the subscription down; whether it was up.
+    fn take_subscribed(&self) -> bool {
+        self.subscribed.swap(false, Ordering::Relaxed)
     }
 
     /// Runs `pipeline`.

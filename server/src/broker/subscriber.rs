@@ -73,7 +73,11 @@ impl Subscriber {
                     _ = stop.cancelled() => return,
                     result = self.subscribe_and_follow() => result,
                 };
-                self.broker.set_subscribed(false);
+                if self.broker.take_subscribed() {
+                    // It was up: this is a new outage, said once.
+                    failing = false;
+                    backoff = Duration::from_millis(50);
+                }
                 let Err(e) = result else { return };
                 if !failing {
                     tracing::error!(error = %e, "redis subscription lost; resubscribing (the node is not ready until then)");
@@ -84,9 +88,6 @@ impl Subscriber {
                     _ = tokio::time::sleep(backoff) => {}
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(1));
-                if self.broker.ready() {
-                    backoff = Duration::from_millis(50);
-                }
             }
         })
     }
@@ -107,7 +108,7 @@ impl Subscriber {
         for (room, delivered) in self.sequencer.positions() {
             self.fill(&room, delivered, Seq::MAX).await?;
         }
-        self.broker.set_subscribed(true);
+        self.broker.set_subscribed();
         tracing::info!("subscribed to redis");
         let mut messages = pubsub.on_message();
         let mut tidy = tokio::time::interval(TIDY_EVERY);

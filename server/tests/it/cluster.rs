@@ -127,6 +127,39 @@ async fn two_nodes_agree_on_one_gap_free_order_and_recover_on_either() {
     );
 }
 
+#[tokio::test]
+async fn a_killed_node_s_clients_recover_everything_on_another() {
+    let redis = RedisServer::start().await;
+    let (_keep, dir) = data_dir();
+    let a = ServerProcess::start_with(&dir, &["--redis-url", &redis.url()]).await;
+    let addr = a.addr;
+    eventually("node A is ready", || async move {
+        http(addr, "GET", "/readyz", &[], "").await.0 == 200
+    })
+    .await;
+    let b = TestServer::node_on(&redis, |_| {}).await;
+    let mut reader = Client::connect(&a.ws_url()).await;
+    join(&mut reader, "r", Some(0)).await;
+    let mut sender = Client::connect(&a.ws_url()).await;
+    let mut acked = send_acked(&mut sender, "r", "a", 10).await;
+    let last = read_chats(&mut reader, 10).await.last().expect("chats").0;
+
+    // SIGKILL: no shutdown code runs. Meanwhile B goes on taking chats.
+    a.kill9().await;
+    let mut other = Client::connect(&b.ws_url()).await;
+    let during = send_acked(&mut other, "r", "b", 10).await;
+    acked.extend(&during);
+    acked.sort_unstable();
+    assert_eq!(acked, (1..=20).collect::<Vec<_>>());
+
+    // A's reader comes back on B, as itself, and gets exactly what it missed.
+    let mut back = Client::reconnect(&b.ws_url(), &reader.token).await;
+    assert_eq!(back.user, reader.user);
+    let replayed = join(&mut back, "r", Some(last)).await;
+    let seqs: Vec<u64> = replayed.iter().filter_map(|m| m["seq"].as_u64()).collect();
+    assert_eq!(seqs, during);
+}
+
 async fn post(server: &TestServer, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
     let cookie = token.map(|t| format!("chat_token={t}"));
     let headers: Vec<(&str, &str)> = cookie.iter().map(|c| ("Cookie", c.as_str())).collect();
