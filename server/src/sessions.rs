@@ -9,7 +9,7 @@
 //! read; they are forgotten once their token would have expired anyway.
 //!
 //! In the Redis mode a revocation on one node reaches the others through the control channel
-//! ([`Sessions::revoked_elsewhere`], [`Sessions::close_user`]); a node that lost its subscription for a
+//! ([`Sessions::close_revoked`], [`Sessions::close_user`]); a node that lost its subscription for a
 //! while reloads the revoked ids when it is back ([`Sessions::reload`]).
 //!
 //! The same registry counts each user's open connections for `--max-connections-per-user`.
@@ -109,7 +109,7 @@ impl Sessions {
     /// Revokes session `sid` and closes its connections.
     pub async fn revoke(&self, sid: &SessionId) -> Result<(), StoreError> {
         if let Some(expires) = self.store.revoke_session(sid.clone()).await? {
-            self.revoked_elsewhere(sid.clone(), expires);
+            self.close_revoked(sid.clone(), expires);
         }
         Ok(())
     }
@@ -124,7 +124,7 @@ impl Sessions {
 
     /// Session `sid` (expiring at `expires_ms`) was revoked, here or on another node: refuse its token and
     /// close its connections on this node.
-    pub fn revoked_elsewhere(&self, sid: SessionId, expires_ms: i64) {
+    pub fn close_revoked(&self, sid: SessionId, expires_ms: i64) {
         for lives in lock(&self.live).values() {
             for live in lives.iter().filter(|l| l.sid.as_ref() == Some(&sid)) {
                 live.close.cancel();

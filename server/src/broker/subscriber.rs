@@ -17,14 +17,15 @@
 use super::{Broker, CONTROL_CHANNEL, ROOM_CHANNELS};
 use crate::{
     access::RoomAccess,
-    history::{History, HistoryError, PageLimit, StoredMessage},
+    history::{self, History, HistoryError, PageLimit, StoredMessage},
     hub::Hub,
     mailbox::Published,
     sequencer::{Delivered, Sequencer},
     sessions::Sessions,
+    users::StoreError,
 };
 use futures_util::StreamExt;
-use shared::{ChatText, ClientMsgId, RoomId, Seq, Timestamp, UserName};
+use shared::{RoomId, Seq, UserName};
 use std::{sync::Arc, time::Duration};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -58,6 +59,8 @@ enum Lost {
     Redis(#[from] redis::RedisError),
     #[error(transparent)]
     History(#[from] HistoryError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
     #[error("the connection closed")]
     Closed,
 }
@@ -101,10 +104,7 @@ impl Subscriber {
         for room in self.hub.rooms() {
             self.access.reload(&room).await?;
         }
-        self.sessions.reload().await.map_err(|e| match e {
-            crate::users::StoreError::Redis(e) => Lost::Redis(e),
-            crate::users::StoreError::Db(e) => Lost::History(e.into()),
-        })?;
+        self.sessions.reload().await?;
         for (room, delivered) in self.sequencer.positions() {
             self.fill(&room, delivered, Seq::MAX).await?;
         }
@@ -190,7 +190,7 @@ impl Subscriber {
             }
             (Some("session"), Some(sid), Some(expires)) => {
                 if let Ok(expires) = expires.parse() {
-                    self.sessions.revoked_elsewhere(sid.to_owned(), expires);
+                    self.sessions.close_revoked(sid.to_owned(), expires);
                 }
             }
             (Some("user"), Some(user), None) => {
@@ -208,24 +208,11 @@ fn parse(room: &RoomId, payload: &str) -> Option<(StoredMessage, Option<(String,
     let mut parts = payload.splitn(7, '\n');
     let (node, conn) = (parts.next()?, parts.next()?);
     let seq = parts.next()?.parse().ok()?;
-    let ts = parts.next()?.parse().ok()?;
-    let sender = UserName::new(parts.next()?).ok()?;
-    let id = parts.next()?;
-    let text = ChatText::new(parts.next()?).ok()?;
-    let client_id = if id.is_empty() {
-        None
-    } else {
-        Some(ClientMsgId::new(id).ok()?)
-    };
+    let mut field = || parts.next().map(str::to_owned);
+    let (ts, sender, id, text) = (field()?, field()?, field()?, field()?);
+    let message =
+        history::redis::stored(room, seq, Some(sender), Some(text), Some(ts), Some(id)).ok()?;
     let origin = conn.parse().ok().map(|conn| (node.to_owned(), conn));
-    let message = StoredMessage {
-        room: room.clone(),
-        seq,
-        sender,
-        text,
-        timestamp: Timestamp::from_unix_ms(ts),
-        client_id,
-    };
     Some((message, origin))
 }
 

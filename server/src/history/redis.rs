@@ -68,8 +68,9 @@ fn number(value: &Value) -> Option<u64> {
     string(value)?.parse().ok()
 }
 
-/// A message from its stored fields (the stream entry's, or the append script's duplicate reply).
-fn stored(
+/// A message from its stored fields (a stream entry's, the append script's duplicate reply, or what it
+/// published).
+pub(crate) fn stored(
     room: &RoomId,
     seq: Seq,
     sender: Option<String>,
