@@ -143,6 +143,11 @@ impl Sequencer {
         }
     }
 
+    /// The last `seq` of `room` delivered here, if this node follows the room.
+    pub fn delivered(&self, room: &RoomId) -> Option<Seq> {
+        self.rooms().get(room).map(|order| order.delivered)
+    }
+
     /// A connection joined `room` having replayed history up to `head`.
     pub fn joined(&self, room: &RoomId, head: Seq) {
         self.rooms()

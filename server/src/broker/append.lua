@@ -30,5 +30,6 @@ redis.call('XADD', log, seq .. '-0', 's', sender, 't', text, 'ts', ts, 'id', cid
 if cid ~= '' then
   redis.call('HSET', ids, idkey, seq)
 end
-redis.call('PUBLISH', channel, origin .. '\n' .. seq .. '\n' .. ts .. '\n' .. sender .. '\n' .. cid .. '\n' .. text)
+-- The payload's first line is its format, its second the seq, in every version (see subscriber.rs).
+redis.call('PUBLISH', channel, '1\n' .. seq .. '\n' .. origin .. '\n' .. ts .. '\n' .. sender .. '\n' .. cid .. '\n' .. text)
 return {'new', seq}

@@ -11,8 +11,11 @@
 //! session's connections; after a lost subscription every room's access and the revoked sessions are
 //! reloaded, since announcements may have been missed.
 //!
-//! A published room message is `node \n conn \n seq \n timestamp \n sender \n client id \n text` (see
-//! `append.lua`): this node builds the `chat` frame from it once, whoever the recipients.
+//! A published room message is `format \n seq \n node \n conn \n timestamp \n sender \n client id \n
+//! text` (see `append.lua`), format `1`: this node builds the `chat` frame from it once, whoever the
+//! recipients. Every format to come keeps its first two lines, so that during a rolling deploy a node
+//! meeting a newer node's format still delivers the message: it reads it from the room's stream (whose
+//! entries have named fields, to which a newer version may add but never change) as it fills a gap.
 
 use super::{Broker, CONTROL_CHANNEL, ROOM_CHANNELS};
 use crate::{
@@ -140,9 +143,18 @@ impl Subscriber {
         else {
             return Ok(());
         };
-        let Some((message, origin)) = parse(&room, payload) else {
-            tracing::warn!(%room, "ignoring a malformed room message");
-            return Ok(());
+        let (message, origin) = match parse(&room, payload) {
+            Payload::Known(message, origin) => (message, origin),
+            Payload::Newer { seq } => {
+                if let Some(after) = self.sequencer.delivered(&room) {
+                    self.fill(&room, after, seq + 1).await?;
+                }
+                return Ok(());
+            }
+            Payload::Malformed => {
+                tracing::warn!(%room, "ignoring a malformed room message");
+                return Ok(());
+            }
         };
         let except = origin.and_then(|(node, conn)| (node == self.broker.node()).then_some(conn));
         let published = published(message);
@@ -198,22 +210,48 @@ impl Subscriber {
                     self.sessions.close_user(&user);
                 }
             }
-            _ => tracing::warn!(payload, "ignoring an unknown control message"),
+            // A newer node's announcement during a rolling deploy, or garbage: nothing this node acts on.
+            _ => tracing::debug!(payload, "ignoring an unknown control message"),
         }
     }
 }
 
-/// A room message as published, and the node and connection it came from.
-fn parse(room: &RoomId, payload: &str) -> Option<(StoredMessage, Option<(String, u64)>)> {
-    let mut parts = payload.splitn(7, '\n');
-    let (node, conn) = (parts.next()?, parts.next()?);
-    let seq = parts.next()?.parse().ok()?;
+/// The format of the room messages this node publishes.
+const FORMAT: &str = "1";
+
+/// A published room message, as far as this node understands it.
+#[derive(Debug)]
+enum Payload {
+    /// The message, and the node and connection it came from.
+    Known(StoredMessage, Option<(String, u64)>),
+    /// A format newer than this node's (published by a newer node during a rolling deploy).
+    Newer {
+        seq: Seq,
+    },
+    Malformed,
+}
+
+fn parse(room: &RoomId, payload: &str) -> Payload {
+    let mut parts = payload.splitn(8, '\n');
+    let (Some(format), Some(Ok(seq))) = (parts.next(), parts.next().map(str::parse::<Seq>)) else {
+        return Payload::Malformed;
+    };
+    if format != FORMAT {
+        return match format.parse::<u32>() {
+            Ok(n) if n > 1 => Payload::Newer { seq },
+            _ => Payload::Malformed,
+        };
+    }
     let mut field = || parts.next().map(str::to_owned);
-    let (ts, sender, id, text) = (field()?, field()?, field()?, field()?);
-    let message =
-        history::redis::stored(room, seq, Some(sender), Some(text), Some(ts), Some(id)).ok()?;
-    let origin = conn.parse().ok().map(|conn| (node.to_owned(), conn));
-    Some((message, origin))
+    let (Some(node), Some(conn), Some(ts), Some(sender), Some(id), Some(text)) =
+        (field(), field(), field(), field(), field(), field())
+    else {
+        return Payload::Malformed;
+    };
+    match history::redis::stored(room, seq, Some(sender), Some(text), Some(ts), Some(id)) {
+        Ok(message) => Payload::Known(message, conn.parse().ok().map(|conn| (node, conn))),
+        Err(_) => Payload::Malformed,
+    }
 }
 
 fn published(message: StoredMessage) -> Arc<Published> {
@@ -232,8 +270,11 @@ mod tests {
     #[test]
     fn parses_what_the_append_script_publishes() {
         let room = RoomId::lobby();
-        let (message, origin) =
-            parse(&room, "n1\n7\n42\n1700000000000\nann\nk1\nhello\nworld").expect("parses");
+        let Payload::Known(message, origin) =
+            parse(&room, "1\n42\nn1\n7\n1700000000000\nann\nk1\nhello\nworld")
+        else {
+            panic!("parses");
+        };
         assert_eq!(origin, Some(("n1".to_owned(), 7)));
         assert_eq!(
             (message.seq, message.sender.as_str(), message.text.as_str()),
@@ -243,8 +284,22 @@ mod tests {
             message.client_id.map(|i| i.as_str().to_owned()),
             Some("k1".into())
         );
-        let (anonymous, _) = parse(&room, "n1\n7\n43\n1\nann\n\nhi").expect("parses");
+        let Payload::Known(anonymous, _) = parse(&room, "1\n43\nn1\n7\n1\nann\n\nhi") else {
+            panic!("parses");
+        };
         assert!(anonymous.client_id.is_none());
-        assert!(parse(&room, "n1\n7\nnot-a-seq\n1\nann\n\nhi").is_none());
+        assert!(matches!(
+            parse(&room, "1\nnot-a-seq\nn1\n7\n1\nann\n\nhi"),
+            Payload::Malformed
+        ));
+        assert!(matches!(
+            parse(&room, "1\n44\nn1\n7\n1\n\n\nhi"),
+            Payload::Malformed
+        ));
+        assert!(matches!(
+            parse(&room, "2\n45\nwhatever a newer node adds"),
+            Payload::Newer { seq: 45 }
+        ));
+        assert!(matches!(parse(&room, "x\n45\n"), Payload::Malformed));
     }
 }
