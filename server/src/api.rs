@@ -11,7 +11,7 @@ use crate::{
     accounts::{AccountError, Verified},
     forwarded::ClientInfo,
     identity::Tokens,
-    limits::client_key,
+    limits::{Throttled, client_key},
     node::Node,
 };
 use axum::{
@@ -244,20 +244,24 @@ async fn check_password(
     };
     let limits = &node.limits;
     let (key, address) = (name.as_str().to_lowercase(), client_key(client.addr));
-    let now = Instant::now();
-    let throttled = limits
-        .login_by_name
-        .check(&key, now)
-        .and(limits.login_by_address.check(&address, now));
-    if let Err(wait) = throttled {
-        return Err(too_many(wait, "too many failed sign-ins; wait a moment"));
+    let by_address = limits.login_by_address.check(&address, Instant::now());
+    match (limits.login_by_name.check(&key).await, by_address) {
+        (Err(Throttled::Unavailable(e)), _) => {
+            tracing::error!(error = %e, "sign-in refused: the shared throttle is unavailable");
+            return Err(internal());
+        }
+        (Err(Throttled::Wait(wait)), _) | (_, Err(wait)) => {
+            return Err(too_many(wait, "too many failed sign-ins; wait a moment"));
+        }
+        (Ok(()), Ok(())) => {}
     }
     match node.accounts.login(credentials).await {
         Ok(verified) => Ok(verified),
         Err(e @ AccountError::BadCredentials) => {
-            let now = Instant::now();
-            let _ = limits.login_by_name.take(&key, now);
-            let _ = limits.login_by_address.take(&address, now);
+            let _ = limits.login_by_address.take(&address, Instant::now());
+            if let Err(e) = limits.login_by_name.fail(&key).await {
+                tracing::warn!(error = %e, "a failed sign-in could not be counted");
+            }
             Err(e.into_response())
         }
         Err(e) => Err(e.into_response()),

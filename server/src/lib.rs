@@ -119,7 +119,8 @@ pub async fn run(
     };
     let hashers = std::thread::available_parallelism().map_or(2, usize::from);
     let accounts = Accounts::new(Arc::clone(&store), hashers)?;
-    let sessions = Arc::new(Sessions::open(store, config.max_connections_per_user).await?);
+    let sessions =
+        Arc::new(Sessions::open(store, config.max_connections_per_user, broker.clone()).await?);
     let hub = Arc::new(Hub::default());
     let sequencer = Arc::new(Sequencer::new(Arc::clone(&hub)));
     let access = RoomAccess::new(Arc::clone(&history), Arc::clone(&hub));
@@ -139,7 +140,7 @@ pub async fn run(
         Arc::clone(&metrics),
         retention,
     );
-    let stop_subscriber = tokio_util::sync::CancellationToken::new();
+    let stop_redis_tasks = tokio_util::sync::CancellationToken::new();
     let subscriber = broker.as_ref().map(|broker| {
         Subscriber {
             broker: Arc::clone(broker),
@@ -149,8 +150,9 @@ pub async fn run(
             hub: Arc::clone(&hub),
             sessions: Arc::clone(&sessions),
         }
-        .spawn(stop_subscriber.clone())
+        .spawn(stop_redis_tasks.clone())
     });
+    let leases = sessions.keep_leases(stop_redis_tasks.clone());
     let grace = config.shutdown_grace;
     let node = Node::new(
         config, hub, sequencer, broker, history, relay, tokens, accounts, access, sessions, metrics,
@@ -180,11 +182,11 @@ pub async fn run(
     if let Err(e) = relay_task.await {
         tracing::error!(error = %e, "relay task failed");
     }
-    stop_subscriber.cancel();
-    if let Some(subscriber) = subscriber
-        && let Err(e) = subscriber.await
-    {
-        tracing::error!(error = %e, "redis subscriber failed");
+    stop_redis_tasks.cancel();
+    for task in subscriber.into_iter().chain(leases) {
+        if let Err(e) = task.await {
+            tracing::error!(error = %e, "a redis task failed");
+        }
     }
     tracing::info!("stopped");
     Ok(())

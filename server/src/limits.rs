@@ -6,9 +6,13 @@
 //!   socket can exceed the rate.
 //! - [`Throttle`]: token buckets by key (an address, an account name), bounded in memory, for sign-in
 //!   failures, registrations and guest tokens; it says how long to wait when empty.
+//! - [`NameThrottle`]: failed sign-ins per account name, in this node's memory or, in the Redis mode, in
+//!   Redis, so that guesses spread over several nodes still meet one budget. (Per-address budgets and
+//!   a user's chat rate stay per node: see the README.)
 //! - [`PerIp`]: how many connections each address holds. Addresses are compared by [`client_key`]: an
 //!   IPv6 client usually owns a whole /64, so it counts as one address.
 
+use crate::broker::{Broker, keys};
 use std::{
     collections::HashMap,
     hash::Hash,
@@ -187,6 +191,79 @@ impl<K: Hash + Eq + Clone> Throttle<K> {
     }
 }
 
+/// Failed sign-ins per account name (lowercased): this node's, or every node's through Redis.
+#[derive(Debug)]
+pub enum NameThrottle {
+    /// Kept in this node's memory.
+    Local(Throttle<String>),
+    /// A bucket in Redis per name, shared by every node.
+    Shared {
+        /// Where the buckets are.
+        broker: Arc<Broker>,
+        /// Tokens per second.
+        rate: f64,
+        /// Tokens at most.
+        burst: u32,
+    },
+}
+
+/// An attempt that may not go on.
+#[derive(Debug, thiserror::Error)]
+pub enum Throttled {
+    /// The budget is spent for this long.
+    #[error("throttled for {0:?}")]
+    Wait(Duration),
+    /// The shared budget could not be read.
+    #[error(transparent)]
+    Unavailable(#[from] redis::RedisError),
+}
+
+impl NameThrottle {
+    fn new(rate: f64, burst: u32, broker: Option<&Arc<Broker>>) -> Self {
+        match broker {
+            Some(broker) if rate > 0.0 => Self::Shared {
+                broker: Arc::clone(broker),
+                rate,
+                burst,
+            },
+            _ => Self::Local(Throttle::new(rate, burst)),
+        }
+    }
+
+    /// `Ok` if `key` may try now (taking nothing).
+    pub async fn check(&self, key: &str) -> Result<(), Throttled> {
+        self.take(key, 0.0).await
+    }
+
+    /// Counts one failure against `key`.
+    pub async fn fail(&self, key: &str) -> Result<(), redis::RedisError> {
+        match self.take(key, 1.0).await {
+            Err(Throttled::Unavailable(e)) => Err(e),
+            // Already spent: the failure changes nothing more.
+            Ok(()) | Err(Throttled::Wait(_)) => Ok(()),
+        }
+    }
+
+    async fn take(&self, key: &str, cost: f64) -> Result<(), Throttled> {
+        match self {
+            Self::Local(throttle) if cost > 0.0 => throttle
+                .take_n(&key.to_owned(), cost, Instant::now())
+                .map_err(Throttled::Wait),
+            Self::Local(throttle) => throttle
+                .check(&key.to_owned(), Instant::now())
+                .map_err(Throttled::Wait),
+            Self::Shared {
+                broker,
+                rate,
+                burst,
+            } => broker
+                .throttle(&keys::throttle("login", key), *rate, *burst, cost)
+                .await?
+                .map_err(Throttled::Wait),
+        }
+    }
+}
+
 /// Every budget of a node beyond the per-connection ones, built from its configuration.
 #[derive(Debug)]
 pub struct Limits {
@@ -195,7 +272,7 @@ pub struct Limits {
     /// Chat messages per address (by [`client_key`]), over all of its users.
     pub address_chats: Throttle<IpAddr>,
     /// Failed sign-ins per account name (lowercased).
-    pub login_by_name: Throttle<String>,
+    pub login_by_name: NameThrottle,
     /// Failed sign-ins per address.
     pub login_by_address: Throttle<IpAddr>,
     /// Registrations per address.
@@ -207,8 +284,8 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// The budgets `config` asks for.
-    pub fn new(config: &crate::Config) -> Self {
+    /// The budgets `config` asks for; the per-user ones in Redis when there is a `broker`.
+    pub fn new(config: &crate::Config, broker: Option<&Arc<Broker>>) -> Self {
         let (rate, burst) = (config.rate_limit, config.rate_burst);
         let per_minute = |n: u32| f64::from(n) / 60.0;
         let logins = config.login_failures_per_minute;
@@ -216,7 +293,7 @@ impl Limits {
         Self {
             user_chats: Throttle::new(rate, burst),
             address_chats: Throttle::new(rate * 20.0, burst.saturating_mul(20)),
-            login_by_name: Throttle::new(per_minute(logins), logins),
+            login_by_name: NameThrottle::new(per_minute(logins), logins, broker),
             login_by_address: Throttle::new(per_minute(logins) * 4.0, logins.saturating_mul(4)),
             registrations: Throttle::new(
                 f64::from(config.registrations_per_hour) / 3600.0,

@@ -83,7 +83,7 @@ impl Node {
         metrics: Arc<Metrics>,
     ) -> Self {
         let connections = Arc::new(Semaphore::new(config.max_connections));
-        let limits = Limits::new(&config);
+        let limits = Limits::new(&config, broker.as_ref());
         Self(Arc::new(NodeInner {
             config,
             hub,

@@ -12,9 +12,13 @@
 //! ([`Sessions::close_revoked`], [`Sessions::close_user`]); a node that lost its subscription for a
 //! while reloads the revoked ids when it is back ([`Sessions::reload`]).
 //!
-//! The same registry counts each user's open connections for `--max-connections-per-user`.
+//! The same registry counts each user's open connections for `--max-connections-per-user`. In the Redis
+//! mode the cap counts every node's connections: each connection holds a lease in Redis
+//! ([`Broker::lease`]) that its node renews every [`LEASE_TTL`] / 3 ([`Sessions::keep_leases`]) and gives
+//! back when it closes, so a node killed without giving its leases back frees them within [`LEASE_TTL`].
 
 use crate::{
+    broker::Broker,
     hub::ConnId,
     users::{StoreError, UserStore},
 };
@@ -23,8 +27,13 @@ use shared::UserName;
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex, MutexGuard},
+    time::Duration,
 };
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+/// How long a connection's lease on a place under the per-user cap lasts unless renewed (Redis mode).
+pub const LEASE_TTL: Duration = Duration::from_secs(30);
 
 pub use crate::users::SessionId;
 
@@ -36,6 +45,8 @@ pub struct Sessions {
     revoked: Mutex<HashMap<SessionId, i64>>,
     live: Arc<Mutex<HashMap<UserName, Vec<Live>>>>,
     max_per_user: usize,
+    /// In the Redis mode with a per-user cap: where the leases are.
+    leases: Option<Arc<Broker>>,
 }
 
 #[derive(Debug)]
@@ -56,6 +67,7 @@ pub struct Attached {
     live: Arc<Mutex<HashMap<UserName, Vec<Live>>>>,
     user: UserName,
     conn: ConnId,
+    lease: Option<Arc<Broker>>,
     /// Cancelled when the connection's session is revoked.
     pub revoked: CancellationToken,
 }
@@ -65,15 +77,46 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Sessions {
-    /// The sessions in `store`; loads the revoked ones that have not expired.
-    pub async fn open(store: Arc<dyn UserStore>, max_per_user: usize) -> Result<Self, StoreError> {
+    /// The sessions in `store`; loads the revoked ones that have not expired. With a `broker`, the
+    /// per-user cap counts the connections of every node.
+    pub async fn open(
+        store: Arc<dyn UserStore>,
+        max_per_user: usize,
+        broker: Option<Arc<Broker>>,
+    ) -> Result<Self, StoreError> {
         let revoked = store.revoked(crate::now().unix_ms()).await?;
         Ok(Self {
             store,
             revoked: Mutex::new(revoked),
             live: Arc::default(),
             max_per_user,
+            leases: broker.filter(|_| max_per_user > 0),
         })
+    }
+
+    /// Renews this node's leases until `stop` (Redis mode with a per-user cap; else nothing to do).
+    pub fn keep_leases(self: &Arc<Self>, stop: CancellationToken) -> Option<JoinHandle<()>> {
+        let broker = Arc::clone(self.leases.as_ref()?);
+        let sessions = Arc::clone(self);
+        Some(tokio::spawn(async move {
+            let mut every = tokio::time::interval(LEASE_TTL / 3);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = every.tick() => {}
+                }
+                let held: Vec<(UserName, ConnId)> = lock(&sessions.live)
+                    .iter()
+                    .flat_map(|(user, lives)| lives.iter().map(|l| (user.clone(), l.conn)))
+                    .collect();
+                if !held.is_empty()
+                    && let Err(e) = broker.renew_leases(&held, LEASE_TTL).await
+                {
+                    // Logged by the broker once per outage; renewed again at the next tick.
+                    tracing::debug!(error = %e, "renewing connection leases failed");
+                }
+            }
+        }))
     }
 
     /// Loads the revoked sessions again (after missing announcements from other nodes).
@@ -150,13 +193,23 @@ impl Sessions {
     }
 
     /// Registers connection `conn` of `user` (through session `sid`, if an account's), unless the user
-    /// already has the most connections allowed.
-    pub fn attach(
+    /// already has the most connections allowed (in the Redis mode, over all nodes).
+    pub async fn attach(
         &self,
         user: &UserName,
         conn: ConnId,
         sid: Option<SessionId>,
     ) -> Result<Attached, TooManyForUser> {
+        // Without Redis the cap is only counted here. (A limit is no reason to turn clients away while
+        // Redis is unreachable; the lease is taken at the next renewal.)
+        let mut counted_everywhere = false;
+        if let Some(broker) = &self.leases {
+            match broker.lease(user, conn, self.max_per_user, LEASE_TTL).await {
+                Ok(true) => counted_everywhere = true,
+                Ok(false) => return Err(TooManyForUser),
+                Err(e) => tracing::debug!(error = %e, "connection lease not taken"),
+            }
+        }
         let mut live = lock(&self.live);
         let revoked = CancellationToken::new();
         // Checked again under the registry's lock: a revocation that ran since the handshake's check
@@ -165,7 +218,7 @@ impl Sessions {
             revoked.cancel();
         }
         let lives = live.entry(user.clone()).or_default();
-        if self.max_per_user > 0 && lives.len() >= self.max_per_user {
+        if !counted_everywhere && self.max_per_user > 0 && lives.len() >= self.max_per_user {
             if lives.is_empty() {
                 live.remove(user);
             }
@@ -180,6 +233,7 @@ impl Sessions {
             live: Arc::clone(&self.live),
             user: user.clone(),
             conn,
+            lease: self.leases.clone(),
             revoked,
         })
     }
@@ -193,6 +247,11 @@ impl Drop for Attached {
             if lives.is_empty() {
                 live.remove(&self.user);
             }
+        }
+        if let Some(broker) = self.lease.take() {
+            let (user, conn) = (self.user.clone(), self.conn);
+            // Not given back (Redis away): it expires within LEASE_TTL.
+            tokio::spawn(async move { broker.release(&user, conn).await });
         }
     }
 }
@@ -210,7 +269,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = Database::open(dir.path()).expect("open");
         let store: Arc<dyn UserStore> = Arc::new(SqliteUsers::new(db.clone()));
-        let sessions = Sessions::open(Arc::clone(&store), 2)
+        let sessions = Sessions::open(Arc::clone(&store), 2, None)
             .await
             .expect("sessions");
         let (ann, bob) = (
@@ -236,13 +295,22 @@ mod tests {
         let s1 = start(&ann, "h1").await.expect("start").expect("started");
         let s2 = start(&ann, "h1").await.expect("start").expect("started");
         let s3 = start(&bob, "h2").await.expect("start").expect("started");
-        let a1 = sessions.attach(&ann, 1, Some(s1.clone())).expect("attach");
-        let a2 = sessions.attach(&ann, 2, Some(s2.clone())).expect("attach");
+        let a1 = sessions
+            .attach(&ann, 1, Some(s1.clone()))
+            .await
+            .expect("attach");
+        let a2 = sessions
+            .attach(&ann, 2, Some(s2.clone()))
+            .await
+            .expect("attach");
         assert!(
-            sessions.attach(&ann, 3, Some(s2.clone())).is_err(),
+            sessions.attach(&ann, 3, Some(s2.clone())).await.is_err(),
             "per-user cap"
         );
-        let b = sessions.attach(&bob, 4, Some(s3.clone())).expect("attach");
+        let b = sessions
+            .attach(&bob, 4, Some(s3.clone()))
+            .await
+            .expect("attach");
 
         sessions.revoke(&s1).await.expect("revoke");
         assert!(a1.revoked.is_cancelled() && !a2.revoked.is_cancelled());
@@ -250,13 +318,14 @@ mod tests {
         drop(a1);
         let a3 = sessions
             .attach(&ann, 3, Some(s2.clone()))
+            .await
             .expect("a slot freed");
 
         sessions.revoke_all(&ann).await.expect("revoke all");
         assert!(a2.revoked.is_cancelled() && a3.revoked.is_cancelled());
         assert!(!b.revoked.is_cancelled(), "other users untouched");
 
-        let reopened = Sessions::open(store, 2).await.expect("reopen");
+        let reopened = Sessions::open(store, 2, None).await.expect("reopen");
         assert!(reopened.is_revoked(&s1) && reopened.is_revoked(&s2));
         assert!(!reopened.is_revoked(&s3));
     }

@@ -18,13 +18,13 @@
 
 pub mod subscriber;
 
-use crate::metrics::Metrics;
+use crate::{hub::ConnId, metrics::Metrics};
 use rand::Rng;
 use redis::{
     Client, FromRedisValue, Pipeline, RedisResult, Script, ScriptInvocation,
     aio::{ConnectionManager, ConnectionManagerConfig},
 };
-use shared::RoomId;
+use shared::{RoomId, UserName};
 use std::{
     sync::{
         Arc,
@@ -42,6 +42,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const CONTROL_CHANNEL: &str = "chat:control";
 /// What every node subscribes to for room messages.
 pub const ROOM_CHANNELS: &str = "chat:room:*";
+
+fn ttl_ms(ttl: Duration) -> u64 {
+    u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
+}
 
 /// Key and channel names.
 pub mod keys {
@@ -83,6 +87,14 @@ pub mod keys {
     pub const REVOKED: &str = "chat:revoked";
     /// The token signing key.
     pub const TOKEN_KEY: &str = "chat:token-key";
+    /// A shared token bucket: what it budgets (e.g. `login`) and for whom.
+    pub fn throttle(what: &str, key: &str) -> String {
+        format!("chat:throttle:{what}:{key}")
+    }
+    /// A user's connection leases (sorted set: `node \n conn` -> expiry, unix ms).
+    pub fn leases(name: &str) -> String {
+        format!("chat:leases:{name}")
+    }
 }
 
 /// The Lua scripts, each one atomic step in Redis.
@@ -98,6 +110,10 @@ pub struct Scripts {
     pub rooms: Script,
     /// Accounts and sessions (see `users.lua`).
     pub users: Script,
+    /// Shared token buckets (see `throttle.lua`).
+    pub throttle: Script,
+    /// Connection leases for the per-user cap (see `leases.lua`).
+    pub leases: Script,
 }
 
 /// This node's connection to Redis.
@@ -139,6 +155,8 @@ impl Broker {
                 prune: Script::new(include_str!("prune.lua")),
                 rooms: Script::new(include_str!("rooms.lua")),
                 users: Script::new(include_str!("users.lua")),
+                throttle: Script::new(include_str!("throttle.lua")),
+                leases: Script::new(include_str!("leases.lua")),
             },
         }))
     }
@@ -243,6 +261,74 @@ impl Broker {
             }
             cursor = next;
         }
+    }
+
+    /// Takes `cost` tokens (0: takes none, only looks for one) from the shared bucket `key` of `rate` per
+    /// second and `burst`; `Err` says how long until there are enough.
+    pub async fn throttle(
+        &self,
+        key: &str,
+        rate: f64,
+        burst: u32,
+        cost: f64,
+    ) -> RedisResult<Result<(), Duration>> {
+        let mut invocation = self.scripts.throttle.key(key);
+        invocation.arg(rate).arg(burst).arg(cost);
+        let wait_ms: u64 = self.script(&invocation).await?;
+        Ok(match wait_ms {
+            0 => Ok(()),
+            ms => Err(Duration::from_millis(ms)),
+        })
+    }
+
+    /// Takes a lease on one more connection of `user` (this node's `conn`) for `ttl`, unless the user
+    /// holds `max` unexpired leases over all nodes; whether it was taken.
+    pub async fn lease(
+        &self,
+        user: &UserName,
+        conn: ConnId,
+        max: usize,
+        ttl: Duration,
+    ) -> RedisResult<bool> {
+        let mut invocation = self.scripts.leases.key(keys::leases(user.as_str()));
+        invocation
+            .arg("take")
+            .arg(self.lease_member(conn))
+            .arg(ttl_ms(ttl))
+            .arg(max);
+        self.script(&invocation).await
+    }
+
+    /// Extends the leases of this node's connections `held` by `ttl`, in one round trip.
+    pub async fn renew_leases(
+        &self,
+        held: &[(UserName, ConnId)],
+        ttl: Duration,
+    ) -> RedisResult<()> {
+        let mut pipe = redis::pipe();
+        // As in the append pipeline: makes the calls below find the script after a Redis restart.
+        pipe.load_script(&self.scripts.leases).ignore();
+        for (user, conn) in held {
+            let mut invocation = self.scripts.leases.key(keys::leases(user.as_str()));
+            invocation
+                .arg("renew")
+                .arg(self.lease_member(*conn))
+                .arg(ttl_ms(ttl));
+            pipe.invoke_script(&invocation).ignore();
+        }
+        self.pipeline(&pipe).await
+    }
+
+    /// Gives back the lease of this node's connection `conn` of `user`.
+    pub async fn release(&self, user: &UserName, conn: ConnId) -> RedisResult<()> {
+        let mut cmd = redis::cmd("ZREM");
+        cmd.arg(keys::leases(user.as_str()))
+            .arg(self.lease_member(conn));
+        self.command(&cmd).await
+    }
+
+    fn lease_member(&self, conn: ConnId) -> String {
+        format!("{}\n{conn}", self.node)
     }
 
     /// A new pub/sub connection.

@@ -315,6 +315,101 @@ async fn accounts_tokens_and_private_rooms_are_shared_by_every_node() {
     );
 }
 
+/// The HTTP status of a WebSocket handshake that was refused (panics when it was accepted).
+async fn refused(url: &str) -> u16 {
+    match tokio_tungstenite::connect_async(url).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
+        other => panic!("expected a refused handshake, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn failed_sign_ins_and_the_per_user_cap_count_over_every_node() {
+    let redis = RedisServer::start().await;
+    let limits = |c: &mut server::Config| {
+        c.login_failures_per_minute = 2;
+        c.max_connections_per_user = 2;
+    };
+    let a = TestServer::node_on(&redis, limits).await;
+    let b = TestServer::node_on(&redis, limits).await;
+    let password = |p: &str| json!({"name": "ann", "password": p});
+    let (status, body) = post(&a, "/api/register", None, password("correct horse")).await;
+    assert_eq!(status, 201, "{body}");
+    let token = body["token"].as_str().expect("token").to_owned();
+
+    // One failure on each node spends the name's budget of two: both nodes now refuse, even the
+    // right password, as one node would have after two failures.
+    assert_eq!(
+        post(&a, "/api/login", None, password("wrong one")).await.0,
+        401
+    );
+    assert_eq!(
+        post(&b, "/api/login", None, password("wrong two")).await.0,
+        401
+    );
+    for node in [&a, &b] {
+        let (status, body) = post(node, "/api/login", None, password("correct horse")).await;
+        assert_eq!(status, 429, "{body}");
+    }
+
+    // Two connections at most, wherever they are.
+    let on_a = Client::reconnect(&a.ws_url(), &token).await;
+    let on_b = Client::reconnect(&b.ws_url(), &token).await;
+    for node in [&a, &b] {
+        assert_eq!(
+            refused(&format!("{}?token={token}", node.ws_url())).await,
+            429
+        );
+    }
+    // Closing one on B frees a place on A.
+    drop(on_b);
+    let url = format!("{}?token={token}", a.ws_url());
+    eventually("a place is free again", || {
+        let url = url.clone();
+        async move { tokio_tungstenite::connect_async(url).await.is_ok() }
+    })
+    .await;
+    drop(on_a);
+}
+
+#[tokio::test]
+async fn a_dead_node_s_connection_leases_expire() {
+    let redis = RedisServer::start().await;
+    let metrics = std::sync::Arc::new(server::metrics::Metrics::default());
+    let node = server::broker::Broker::connect(&redis.url(), metrics)
+        .await
+        .expect("broker");
+    let ann = shared::UserName::new("ann").expect("name");
+    let (short, long) = (Duration::from_millis(300), Duration::from_secs(60));
+    assert!(node.lease(&ann, 1, 2, short).await.expect("lease"));
+    assert!(node.lease(&ann, 2, 2, long).await.expect("lease"));
+    assert!(
+        !node.lease(&ann, 3, 2, long).await.expect("lease"),
+        "two at most"
+    );
+    assert!(
+        node.lease(&ann, 2, 2, long).await.expect("lease"),
+        "a lease already held is renewed"
+    );
+    // Connection 1's node stops renewing (it died): its place frees itself.
+    let node = &node;
+    eventually("the unrenewed lease expired", || {
+        let ann = ann.clone();
+        async move { node.lease(&ann, 3, 2, long).await.expect("lease") }
+    })
+    .await;
+    node.renew_leases(&[(ann.clone(), 1)], long)
+        .await
+        .expect("renew");
+    assert!(
+        !node.lease(&ann, 4, 2, long).await.expect("lease"),
+        "renewing counts again"
+    );
+    node.release(&ann, 1).await.expect("release");
+    node.release(&ann, 3).await.expect("release");
+    assert!(node.lease(&ann, 4, 2, long).await.expect("lease"));
+}
+
 #[tokio::test]
 async fn redis_killed_and_restarted_mid_stream_loses_no_acked_chat_and_drops_no_client() {
     let redis = RedisServer::start().await;
