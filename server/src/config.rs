@@ -101,7 +101,8 @@ pub struct Config {
     #[arg(long, env = "CHAT_MAX_CONNECTIONS_PER_USER", default_value_t = 32)]
     pub max_connections_per_user: usize,
 
-    /// Most plain HTTP connections (page loads, API calls, handshakes in progress) at once.
+    /// Most plain HTTP connections (page loads, API calls, handshakes in progress) at once; more wait in
+    /// the accept queue until one is done.
     #[arg(long, env = "CHAT_MAX_HTTP_CONNECTIONS", default_value_t = 4096)]
     pub max_http_connections: usize,
 

@@ -6,8 +6,11 @@
 //!   is spoken (the WebSocket upgrade is HTTP/1.1, and plain-text HTTP/2 has no browser using it), so any
 //!   first bytes, an HTTP/2 preface included, are held to that deadline;
 //! - a cap on plain HTTP connections, in total (`--max-http-connections`) and per address
-//!   (`--max-connections-per-ip`, not applied to a `--trusted-proxy`): past it a connection is closed at
-//!   once. An upgraded WebSocket leaves this count for the WebSocket limits (see [`crate::ws`]);
+//!   (`--max-connections-per-ip`, not applied to a `--trusted-proxy`). At the total cap the loop stops
+//!   accepting until a connection is done, so a reconnect storm waits in the kernel's accept queue
+//!   ([`bind`] makes it [`BACKLOG`] long) instead of being turned away; past the per-address cap a
+//!   connection is closed at once. An upgraded WebSocket leaves this count for the WebSocket limits
+//!   (see [`crate::ws`]);
 //! - `TCP_NODELAY` on every accepted socket, so small frames are not held back by Nagle's algorithm.
 //!
 //! On shutdown it stops accepting, then lets in-flight HTTP requests finish (upgraded WebSockets are not
@@ -18,7 +21,27 @@ use axum::{extract::ConnectInfo, http::Request};
 use hyper::{body::Incoming, server::conn::http1};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::{sync::Arc, time::Duration};
-use tokio::{net::TcpListener, sync::Semaphore};
+use tokio::{
+    net::{TcpListener, TcpSocket},
+    sync::Semaphore,
+};
+
+/// How many connections the kernel queues for the accept loop (the kernel caps it at
+/// `net.core.somaxconn`, 4096 by default). Tokio's `TcpListener::bind` asks for 1,024, which a reconnect
+/// storm overflows into SYN retransmits (a second or more of delay per dropped SYN).
+pub const BACKLOG: u32 = 4096;
+
+/// A listener on `addr` with a [`BACKLOG`]-long accept queue.
+pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
@@ -37,6 +60,11 @@ pub async fn serve(listener: TcpListener, node: Node) {
     let stop = node.shutdown.clone();
     let connections = TaskTracker::new();
     loop {
+        // At the cap, connections wait in the accept queue (clients see a slower connect, not a refusal).
+        let permit = tokio::select! {
+            permit = Arc::clone(&open).acquire_owned() => permit.expect("the semaphore is never closed"),
+            () = stop.cancelled() => break,
+        };
         let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -48,10 +76,6 @@ pub async fn serve(listener: TcpListener, node: Node) {
                 }
             },
             () = stop.cancelled() => break,
-        };
-        let Ok(permit) = Arc::clone(&open).try_acquire_owned() else {
-            tracing::warn!(%peer, "refused connection: HTTP connection limit reached");
-            continue;
         };
         let max_per_ip = if config.trusted_proxies.contains(&peer.ip()) {
             0

@@ -32,9 +32,8 @@ async fn main() -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    let listener = tokio::net::TcpListener::bind(config.bind)
-        .await
-        .with_context(|| format!("binding {}", config.bind))?;
+    let listener =
+        server::listener::bind(config.bind).with_context(|| format!("binding {}", config.bind))?;
     let addr = listener.local_addr().context("reading the bound address")?;
     match &config.redis_url {
         Some(_) => tracing::info!("listening on http://{addr} (redis mode)"),

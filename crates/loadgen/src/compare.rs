@@ -81,7 +81,7 @@ pub async fn run(args: &Args, scenario: &Scenario, progress: bool) -> Result<Val
             let server = Server::start(command, &args.server_cpus, args.port, addr).await?;
             let env = Env {
                 target: Target {
-                    addr,
+                    addrs: vec![addr],
                     protocol,
                     sources: sources.clone(),
                 },
@@ -201,20 +201,26 @@ impl Server {
 
     /// Stops the server's process group and removes its directory.
     async fn stop(mut self) {
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &format!("-{}", self.pid)])
-            .status();
+        let group = format!("-{}", self.pid);
+        signal("-TERM", &group).await;
         if tokio::time::timeout(Duration::from_secs(10), self.child.wait())
             .await
             .is_err()
         {
-            let _ = std::process::Command::new("kill")
-                .args(["-KILL", &format!("-{}", self.pid)])
-                .status();
+            signal("-KILL", &group).await;
             let _ = self.child.wait().await;
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Sends `signal` to `target` (a pid, or `-pgid` for a whole process group) with `kill`.
+async fn signal(signal: &str, target: &str) {
+    // Through tokio's process driver: std's blocking wait would stall this one-threaded runtime.
+    let _ = tokio::process::Command::new("kill")
+        .args([signal, "--", target])
+        .status()
+        .await;
 }
 
 fn unique() -> u64 {

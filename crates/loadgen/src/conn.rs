@@ -45,8 +45,8 @@ pub enum ConnError {
 /// Where and how to connect.
 #[derive(Debug, Clone)]
 pub struct Target {
-    /// The server's address.
-    pub addr: SocketAddr,
+    /// The server's addresses (several nodes: client `i` goes to the `i % n`th).
+    pub addrs: Vec<SocketAddr>,
     /// Its protocol.
     pub protocol: Protocol,
     /// Local addresses to connect from.
@@ -71,6 +71,11 @@ impl Sources {
     /// Enough loopback addresses for `connections`.
     pub fn for_connections(connections: usize) -> Self {
         Self::loopback(connections.div_ceil(PER_SOURCE))
+    }
+
+    /// How many addresses.
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
     }
 
     /// The address for connection number `i`.
@@ -104,16 +109,21 @@ async fn connect_now(
     i: usize,
     token: Option<&str>,
 ) -> Result<Connected, ConnError> {
-    let socket = match target.addr {
+    let addr = target.addrs[i % target.addrs.len()];
+    let socket = match addr {
         SocketAddr::V4(_) => TcpSocket::new_v4()?,
         SocketAddr::V6(_) => TcpSocket::new_v6()?,
     };
-    if target.addr.is_ipv4() {
+    // Binding before connecting makes the kernel pick a port that no socket holds in any state, TIME_WAIT
+    // included, by a linear search: slow under churn, and out of ports soon. With one source address
+    // `connect` picks the port itself (and may reuse TIME_WAIT ones on loopback).
+    if addr.is_ipv4() && target.sources.len() > 1 {
+        socket.set_reuseaddr(true)?;
         socket.bind(SocketAddr::new(target.sources.pick(i), 0))?;
     }
-    let tcp = socket.connect(target.addr).await?;
+    let tcp = socket.connect(addr).await?;
     tcp.set_nodelay(true)?;
-    let url = format!("ws://{}{}", target.addr, target.protocol.path(token));
+    let url = format!("ws://{addr}{}", target.protocol.path(token));
     let config = WebSocketConfig::default()
         .read_buffer_size(4096)
         .write_buffer_size(0);

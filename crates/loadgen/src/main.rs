@@ -27,9 +27,9 @@ struct Cli {
 enum Command {
     /// Runs one scenario against a running server.
     Run {
-        /// The server's address.
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        addr: SocketAddr,
+        /// The server's address; repeat for several nodes (clients are spread over them in turn).
+        #[arg(long = "addr", default_value = "127.0.0.1:8080")]
+        addrs: Vec<SocketAddr>,
         /// Its protocol.
         #[arg(long, value_enum, default_value = "chat")]
         protocol: Protocol,
@@ -61,7 +61,7 @@ fn main() -> anyhow::Result<()> {
     let summary = runtime.block_on(async {
         match cli.command {
             Command::Run {
-                addr,
+                addrs,
                 protocol,
                 server_pids,
                 sources,
@@ -69,7 +69,7 @@ fn main() -> anyhow::Result<()> {
             } => {
                 let env = Env {
                     target: Target {
-                        addr,
+                        addrs,
                         protocol,
                         sources: sources.map_or_else(
                             || Sources::for_connections(scenario.connections()),
