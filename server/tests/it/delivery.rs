@@ -12,6 +12,7 @@ in_both_modes!(
     since_older_than_retention_says_so_and_sends_what_is_kept,
     a_client_ahead_of_the_server_gets_everything_after_the_head,
     a_slow_reader_is_disconnected_with_1013_and_recovers_everything,
+    a_join_without_since_starts_at_the_head_whether_or_not_the_room_is_followed_here,
 );
 
 const QUIET: Duration = Duration::from_millis(300);
@@ -283,4 +284,40 @@ async fn a_slow_reader_is_disconnected_with_1013_and_recovers_everything(mode: M
     join(&mut again, "lobby", Some(0)).await;
     let (seqs, _) = replay(&mut again, "lobby").await;
     assert_eq!(seqs, (1..=N as u64).collect::<Vec<_>>(), "nothing lost");
+}
+
+async fn a_join_without_since_starts_at_the_head_whether_or_not_the_room_is_followed_here(
+    mode: Mode,
+) {
+    let server = TestServer::start_in(mode).await;
+    let url = server.ws_url();
+    // Nobody here follows "quiet": its head is read from history.
+    let mut writer = Client::connect(&url).await;
+    assert_eq!(
+        send_acked(&mut writer, "quiet", "w", 3).await,
+        vec![1, 2, 3]
+    );
+    let mut late = Client::connect(&url).await;
+    join(&mut late, "quiet", None).await;
+    assert_eq!(replay(&mut late, "quiet").await.1["head"], 3);
+
+    // "busy" has a member here: the head is the one this node delivered last.
+    let mut member = Client::connect(&url).await;
+    join(&mut member, "busy", None).await;
+    member.expect("joined").await;
+    send_acked(&mut writer, "busy", "w", 4).await;
+    let mut joiner = Client::connect(&url).await;
+    join(&mut joiner, "busy", None).await;
+    assert_eq!(
+        replay(&mut joiner, "busy").await.1["head"],
+        4,
+        "no history, and the right head"
+    );
+    send_acked(&mut writer, "busy", "next", 1).await;
+    let next = joiner.expect("chat").await;
+    assert_eq!(
+        (&next["seq"], &next["text"]),
+        (&5.into(), &"next message 0".into())
+    );
+    joiner.expect_silence(QUIET).await;
 }
