@@ -202,6 +202,13 @@ impl CpuUse {
             generator_saturated: wall > 0.0 && generator / wall > 0.9,
         }
     }
+
+    /// Server CPU microseconds per one of `count` things (deliveries, acks, connections); none when no
+    /// server process is measured or nothing was counted.
+    pub fn server_us_per(&self, count: u64, processes: &Processes) -> Option<f64> {
+        (processes.has_server() && count > 0)
+            .then(|| round3(self.server_cpu_s * 1e6 / count as f64))
+    }
 }
 
 /// `x` to three decimals, for readable summaries.

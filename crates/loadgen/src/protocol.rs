@@ -218,6 +218,16 @@ pub fn stamp(sent_us: u64, sender: usize, n: u64, pad_to: usize) -> String {
     text
 }
 
+/// The client id of a sender's chat number `n` sent at `sent_us`: the ack carries its send time back.
+pub fn chat_id(n: u64, sent_us: u64) -> String {
+    format!("{n}-{sent_us}")
+}
+
+/// The send time in a [`chat_id`].
+pub fn id_sent_us(id: &str) -> Option<u64> {
+    id.split_once('-')?.1.parse().ok()
+}
+
 /// The send time, sender and number of a generated chat's text.
 pub fn unstamp(text: &str) -> Option<(u64, usize, u64)> {
     let mut parts = text.split(' ');
@@ -300,5 +310,6 @@ mod tests {
         ));
         assert_eq!(unstamp(&stamp(17, 3, 0, 40)), Some((17, 3, 0)));
         assert_eq!(stamp(17, 3, 0, 40).len(), 40);
+        assert_eq!(id_sent_us(&chat_id(7, 1234)), Some(1234));
     }
 }

@@ -3,7 +3,8 @@
 //! and an embedded deployment imported into Redis.
 
 use crate::common::{
-    Client, RedisServer, ServerProcess, TestServer, WAIT, data_dir, eventually, http, send_acked,
+    Client, RedisServer, ServerProcess, TestServer, WAIT, data_dir, eventually, http,
+    refused_status, send_acked,
 };
 use serde_json::{Value, json};
 use std::{collections::BTreeMap, time::Duration};
@@ -315,14 +316,6 @@ async fn accounts_tokens_and_private_rooms_are_shared_by_every_node() {
     );
 }
 
-/// The HTTP status of a WebSocket handshake that was refused (panics when it was accepted).
-async fn refused(url: &str) -> u16 {
-    match tokio_tungstenite::connect_async(url).await {
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
-        other => panic!("expected a refused handshake, got {other:?}"),
-    }
-}
-
 #[tokio::test]
 async fn failed_sign_ins_and_the_per_user_cap_count_over_every_node() {
     let redis = RedisServer::start().await;
@@ -357,7 +350,7 @@ async fn failed_sign_ins_and_the_per_user_cap_count_over_every_node() {
     let on_b = Client::reconnect(&b.ws_url(), &token).await;
     for node in [&a, &b] {
         assert_eq!(
-            refused(&format!("{}?token={token}", node.ws_url())).await,
+            refused_status(format!("{}?token={token}", node.ws_url())).await,
             429
         );
     }

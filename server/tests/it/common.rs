@@ -643,3 +643,14 @@ pub(crate) async fn send_masked(tcp: &mut TcpStream, opcode: u8, payload: &[u8])
     frame.extend_from_slice(payload);
     tcp.write_all(&frame).await.expect("write");
 }
+
+/// The HTTP status of a refused upgrade (panics when it was accepted).
+pub(crate) async fn refused_status(
+    request: impl tokio_tungstenite::tungstenite::client::IntoClientRequest + Unpin,
+) -> u16 {
+    match tokio_tungstenite::connect_async(request).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
+        Err(other) => panic!("expected an HTTP refusal, got {other}"),
+        Ok(_) => panic!("expected the upgrade to be refused"),
+    }
+}

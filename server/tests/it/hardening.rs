@@ -4,7 +4,7 @@
 
 use crate::common::{
     Client, ServerProcess, TestServer, WAIT, data_dir, eventually, http, raw_handshake_on,
-    send_masked,
+    refused_status, send_masked,
 };
 use futures_util::future::join_all;
 use serde_json::{Value, json};
@@ -342,18 +342,10 @@ async fn per_user_and_forwarded_per_address_caps() {
             .insert("x-forwarded-for", ip.parse().expect("header value"));
         request
     };
-    let refused = tokio_tungstenite::connect_async(same_user("203.0.113.1")).await;
-    assert!(
-        matches!(refused, Err(tokio_tungstenite::tungstenite::Error::Http(ref r)) if r.status() == 429),
-        "{refused:?}"
-    );
+    assert_eq!(refused_status(same_user("203.0.113.1")).await, 429);
     // One user, two connections at most, whatever the address.
     let _again = Client::connect_with(same_user("203.0.113.3")).await;
-    let refused = tokio_tungstenite::connect_async(same_user("203.0.113.4")).await;
-    assert!(
-        matches!(refused, Err(tokio_tungstenite::tungstenite::Error::Http(ref r)) if r.status() == 429),
-        "{refused:?}"
-    );
+    assert_eq!(refused_status(same_user("203.0.113.4")).await, 429);
     drop(first);
 }
 

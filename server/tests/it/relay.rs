@@ -1,7 +1,7 @@
 //! The first slice's wire contract: welcome, relay to everyone but the sender, errors that keep the
 //! connection usable, health, limits on what a frame may be, graceful shutdown.
 
-use crate::common::{Client, Mode, TestServer, WAIT, in_both_modes};
+use crate::common::{Client, Mode, TestServer, WAIT, in_both_modes, refused_status};
 use serde_json::json;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
@@ -188,25 +188,13 @@ async fn shutdown_closes_every_connection_with_1001(mode: Mode) {
 async fn connection_limit_refuses_the_upgrade_with_503() {
     let server = TestServer::start_with(|c| c.max_connections = 1).await;
     let _a = Client::connect(&server.ws_url()).await;
-    let err = tokio_tungstenite::connect_async(server.ws_url())
-        .await
-        .expect_err("over the limit");
-    match err {
-        tokio_tungstenite::tungstenite::Error::Http(response) => assert_eq!(response.status(), 503),
-        other => panic!("expected HTTP 503, got {other}"),
-    }
+    assert_eq!(refused_status(server.ws_url()).await, 503, "over the limit");
 }
 
 async fn a_forged_token_gets_401_before_any_upgrade(mode: Mode) {
     let server = TestServer::start_in(mode).await;
-    let err =
-        tokio_tungstenite::connect_async(format!("{}?token=forged.token.here", server.ws_url()))
-            .await
-            .expect_err("forged");
-    match err {
-        tokio_tungstenite::tungstenite::Error::Http(response) => assert_eq!(response.status(), 401),
-        other => panic!("expected HTTP 401, got {other}"),
-    }
+    let forged = format!("{}?token=forged.token.here", server.ws_url());
+    assert_eq!(refused_status(forged).await, 401);
 }
 
 async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {

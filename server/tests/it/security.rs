@@ -1,8 +1,8 @@
 //! Identity and hostile clients: accounts, tokens on the handshake, origin, private rooms, limits.
 
 use crate::common::{
-    Client, Mode, TestServer, eventually, http, in_both_modes, raw_handshake, send_masked,
-    server_frames,
+    Client, Mode, TestServer, eventually, http, in_both_modes, raw_handshake, refused_status,
+    send_masked, server_frames,
 };
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -44,15 +44,6 @@ async fn register(server: &TestServer, name: &str) -> String {
     .await;
     assert_eq!(status, 201, "{body}");
     body["token"].as_str().expect("token").to_owned()
-}
-
-/// The HTTP status of a refused upgrade.
-async fn refused_status(request: tungstenite::handshake::client::Request) -> u16 {
-    match tokio_tungstenite::connect_async(request).await {
-        Err(tungstenite::Error::Http(response)) => response.status().as_u16(),
-        Err(other) => panic!("expected an HTTP refusal, got {other}"),
-        Ok(_) => panic!("expected the upgrade to be refused"),
-    }
 }
 
 fn request_with(

@@ -7,8 +7,8 @@
 use super::{Env, Progress, RunError, connect_all};
 use crate::{
     conn::{self, Ws},
-    measure::{Clock, CpuUse, Latency, Percentiles, round3},
-    protocol::{Incoming, Protocol, stamp},
+    measure::{Clock, CpuUse, Latency, Percentiles},
+    protocol::{Incoming, Protocol, chat_id, id_sent_us, stamp},
 };
 use futures_util::{SinkExt, StreamExt};
 use serde::Serialize;
@@ -137,8 +137,7 @@ pub async fn run(args: &Args, env: &Env) -> Result<Summary, RunError> {
         acks: total,
         acks_per_s: (total as f64 / args.duration).round(),
         ack_latency: latency.percentiles(),
-        server_cpu_us_per_ack: (env.processes.has_server() && total > 0)
-            .then(|| round3(cpu.server_cpu_s * 1e6 / total as f64)),
+        server_cpu_us_per_ack: cpu.server_us_per(total, &env.processes),
         cpu,
         ok: problems.is_empty(),
         problems,
@@ -173,7 +172,7 @@ impl Sender {
             while sending && sent - (seqs.len() as u64) < self.window {
                 let now = self.clock.now_us();
                 let text = stamp(now, self.index, sent, self.size);
-                let frame = Protocol::Chat.chat(&self.room, &format!("{sent}-{now}"), &text);
+                let frame = Protocol::Chat.chat(&self.room, &chat_id(sent, now), &text);
                 ws.feed(Message::text(frame)).await?;
                 sent += 1;
             }
@@ -191,9 +190,7 @@ impl Sender {
                 Incoming::Ack { id, seq } => {
                     seqs.push(seq);
                     self.acks.fetch_add(1, Relaxed);
-                    if let Some(sent_us) =
-                        id.split_once('-').and_then(|(_, t)| t.parse::<u64>().ok())
-                    {
+                    if let Some(sent_us) = id_sent_us(id) {
                         self.latency
                             .record_us(self.clock.now_us().saturating_sub(sent_us));
                     }

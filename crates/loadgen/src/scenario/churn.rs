@@ -135,8 +135,7 @@ pub async fn run(args: &Args, env: &Env) -> Result<Summary, RunError> {
         connections_per_s: (connections as f64 / wall).round(),
         failed,
         latency: latency.percentiles(),
-        server_cpu_us_per_connection: (env.processes.has_server() && connections > 0)
-            .then(|| round3(cpu.server_cpu_s * 1e6 / connections as f64)),
+        server_cpu_us_per_connection: cpu.server_us_per(connections, &env.processes),
         cpu,
         ok: problems.is_empty(),
         problems,

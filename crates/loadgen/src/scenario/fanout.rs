@@ -10,7 +10,7 @@ use super::{Env, Progress, RunError, connect_all, room_name};
 use crate::{
     conn::{self, Ws},
     measure::{Clock, CpuUse, Latency, Percentiles, round3},
-    protocol::{Incoming, Protocol, stamp, unstamp},
+    protocol::{Incoming, Protocol, chat_id, id_sent_us, stamp, unstamp},
 };
 use futures_util::{SinkExt, StreamExt};
 use serde::Serialize;
@@ -234,8 +234,7 @@ pub async fn run(args: &Args, env: &Env) -> Result<Summary, RunError> {
         acks,
         latency: latency.percentiles(),
         ack_latency: protocol.is_ours().then(|| ack_latency.percentiles()),
-        server_cpu_us_per_delivery: (env.processes.has_server() && received > 0)
-            .then(|| round3(cpu.server_cpu_s * 1e6 / received as f64)),
+        server_cpu_us_per_delivery: cpu.server_us_per(received, &env.processes),
         cpu,
         ok: problems.is_empty(),
         problems,
@@ -309,7 +308,7 @@ impl Client {
                         }
                         Incoming::Ack { id, .. } => {
                             self.counts.acks.fetch_add(1, Relaxed);
-                            if let Some(sent_us) = id.split_once('-').and_then(|(_, t)| t.parse::<u64>().ok()) {
+                            if let Some(sent_us) = id_sent_us(id) {
                                 self.ack_latency.record_us(self.clock.now_us().saturating_sub(sent_us));
                             }
                         }
@@ -332,7 +331,7 @@ impl Client {
                     while n < due {
                         let sent_us = self.clock.now_us();
                         let text = stamp(sent_us, index, n, self.size);
-                        let frame = self.protocol.chat(&self.room, &format!("{n}-{sent_us}"), &text);
+                        let frame = self.protocol.chat(&self.room, &chat_id(n, sent_us), &text);
                         if ws.feed(Message::text(frame)).await.is_err() {
                             return;
                         }
