@@ -260,7 +260,9 @@ where
                     None => Err(End::PeerGone),
                     Some(Ok(frame)) => {
                         self.last_heard = Instant::now();
-                        self.on_frame(frame).await
+                        // Boxed: handling a request (a join's replay above all) needs a large future,
+                        // and inline it would make every idle connection's task that large.
+                        Box::pin(self.on_frame(frame)).await
                     }
                     Some(Err(e)) => Err(read_error_end(&e)),
                 },
@@ -763,7 +765,9 @@ where
         let mut once = std::future::poll_fn(|cx| step(socket, cx));
         match (&mut once).now_or_never() {
             Some(done) => done.map_err(|_| End::WriteFailed),
-            None => guarded(once, &self.stops, self.write_deadline).await,
+            // Boxed: the deadline and the stop signals make a large future, needed only on this rare
+            // path, and inline it would make every idle connection's task larger.
+            None => Box::pin(guarded(once, &self.stops, self.write_deadline)).await,
         }
     }
 }
