@@ -83,6 +83,19 @@ pub struct Config {
     )]
     pub allowed_origins: Vec<String>,
 
+    /// Pages served from this machine over http (`http://127.0.0.1:*`, `http://localhost:*`,
+    /// `http://[::1]:*`), such as `trunk serve`'s on port 8081, may open WebSockets here. On by default
+    /// in debug builds (`cargo run -p server`), so the two development commands work together; off by
+    /// default in release builds, which are what gets deployed.
+    #[arg(
+        long,
+        env = "CHAT_LOOPBACK_ORIGINS",
+        default_value_t = cfg!(debug_assertions),
+        action = clap::ArgAction::Set,
+        value_name = "BOOL"
+    )]
+    pub loopback_origins: bool,
+
     /// Frames per second a connection may send, of any kind, and chat messages per second per user
     /// (token buckets; an address gets 20 times a user's); 0 turns off every message and frame budget.
     #[arg(long, env = "CHAT_RATE_LIMIT", default_value_t = 10.0)]

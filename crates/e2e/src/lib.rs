@@ -174,8 +174,9 @@ impl Drop for RedisServer {
     }
 }
 
-/// A free port for chromedriver, which cannot report one it picked itself (our servers bind port 0).
-fn free_port() -> u16 {
+/// A free loopback port, for programs that cannot report one they picked themselves (chromedriver,
+/// `trunk serve`; our servers bind port 0). It may be taken by someone else before they bind it.
+pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr").port()
 }

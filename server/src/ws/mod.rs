@@ -1,8 +1,9 @@
 //! The WebSocket endpoint, `GET /ws`.
 //!
 //! [`upgrade`] runs every check before any upgrade, each refusal a plain HTTP status:
-//! - `Origin` must be the app's own origin or one allowed by `--allowed-origin` (403), against cross-site
-//!   WebSocket hijacking;
+//! - `Origin` must be the app's own origin, one allowed by `--allowed-origin`, or (with
+//!   `--loopback-origins`, the default of debug builds, for `trunk serve`) a page on this machine (403),
+//!   against cross-site WebSocket hijacking;
 //! - the token (cookie, `Authorization: Bearer`, or `?token=`) must be valid, unexpired and its session
 //!   not signed out (401); without one the connection is a new guest's if `--allow-anonymous` (minting
 //!   guests is budgeted per address: 429), else 401;
@@ -54,11 +55,24 @@ fn origin_allowed(node: &Node, headers: &HeaderMap) -> bool {
         .is_some_and(|o| !host.is_empty() && o.eq_ignore_ascii_case(host));
     let public = node.config.public_origin.as_deref();
     own || public.is_some_and(|p| p.trim_end_matches('/').eq_ignore_ascii_case(origin))
+        || (node.config.loopback_origins && loopback(origin))
         || node
             .config
             .allowed_origins
             .iter()
             .any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
+}
+
+/// Whether `origin` is a page served over http from this machine (any port).
+fn loopback(origin: &str) -> bool {
+    let Some(authority) = origin.strip_prefix("http://") else {
+        return false;
+    };
+    let host = match authority.rsplit_once(':') {
+        Some((host, port)) if port.parse::<u16>().is_ok() => host,
+        _ => authority,
+    };
+    matches!(host, "127.0.0.1" | "[::1]") || host.eq_ignore_ascii_case("localhost")
 }
 
 /// Checks the handshake and upgrades.

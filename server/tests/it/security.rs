@@ -270,13 +270,20 @@ async fn a_connection_is_closed_with_4501_when_its_token_expires() {
 
 #[tokio::test]
 async fn cross_site_origins_are_refused_before_the_upgrade() {
-    let server =
-        TestServer::start_with(|c| c.allowed_origins = vec!["https://chat.example".into()]).await;
+    // As a release build runs by default: pages on other local ports are other origins too.
+    let server = TestServer::start_with(|c| {
+        c.allowed_origins = vec!["https://chat.example".into()];
+        c.loopback_origins = false;
+    })
+    .await;
     let url = server.ws_url();
-    assert_eq!(
-        refused_status(request_with(&url, "origin", "https://evil.example")).await,
-        403
-    );
+    for origin in ["https://evil.example", "http://127.0.0.1:8081"] {
+        assert_eq!(
+            refused_status(request_with(&url, "origin", origin)).await,
+            403,
+            "{origin}"
+        );
+    }
     assert_eq!(
         refused_status(request_with(&url, "origin", "null")).await,
         403
@@ -289,6 +296,33 @@ async fn cross_site_origins_are_refused_before_the_upgrade() {
     .await;
     Client::connect_with(request_with(&url, "origin", "https://chat.example")).await;
     Client::connect(&url).await; // no Origin: not a browser
+}
+
+#[tokio::test]
+async fn with_loopback_origins_pages_on_this_machine_may_connect_and_no_one_else() {
+    // The debug build's default: `trunk serve`'s page on 8081 reaches `cargo run -p server` on 8080.
+    let server = TestServer::start_with(|c| c.loopback_origins = true).await;
+    let url = server.ws_url();
+    for origin in [
+        "http://127.0.0.1:8081",
+        "http://localhost:8081",
+        "http://[::1]:3000",
+    ] {
+        Client::connect_with(request_with(&url, "origin", origin)).await;
+    }
+    for origin in [
+        "https://evil.example",
+        "http://127.0.0.1.evil.example:8081",
+        "http://localhost.evil.example",
+        "http://evil.example/127.0.0.1:8081",
+        "null",
+    ] {
+        assert_eq!(
+            refused_status(request_with(&url, "origin", origin)).await,
+            403,
+            "{origin}"
+        );
+    }
 }
 
 async fn private_rooms_admit_members_only_and_never_leak_history(mode: Mode) {
