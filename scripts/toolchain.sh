@@ -30,6 +30,8 @@ ensure_build_tools() {
     # Not --locked: its lockfile wants a crate version the index may lack; --version pins it anyway.
     cargo install wasm-bindgen-cli --version "$wb" --force
   fi
+  # The release build writes a brotli copy of each file (scripts/precompress.sh).
+  command -v brotli >/dev/null || apt_install brotli
   if [ ! -x tools/node_modules/.bin/wasm-opt ]; then
     say "installing wasm-opt (binaryen 132, from npm)"
     (cd tools && npm ci --no-audit --no-fund)
@@ -47,11 +49,13 @@ ensure_test_tools() {
   command -v chromedriver >/dev/null || packages+=(chromium-driver)
   # The Redis mode's tests start real redis-server processes.
   command -v redis-server >/dev/null || packages+=(redis-server)
-  if [ ${#packages[@]} -gt 0 ]; then
-    say "installing ${packages[*]} (Debian packages)"
-    local sudo=""
-    [ "$(id -u)" = 0 ] || sudo=sudo
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${packages[@]}"
-  fi
+  if [ ${#packages[@]} -gt 0 ]; then apt_install "${packages[@]}"; fi
+}
+
+apt_install() {
+  say "installing $* (Debian packages)"
+  local sudo=""
+  [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@"
 }

@@ -5,7 +5,7 @@
 use clap::{CommandFactory, FromArgMatches, Parser};
 use std::{
     net::{IpAddr, SocketAddr},
-    path::PathBuf,
+    path::{Path, PathBuf},
     time::Duration,
 };
 
@@ -21,8 +21,10 @@ pub struct Config {
     #[arg(long, env = "CHAT_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
 
-    /// Directory of the built web app (`trunk build --release` output), served at `/`.
-    #[arg(long, env = "CHAT_STATIC_DIR", default_value = "frontend/dist")]
+    /// Directory of the built web app (`trunk build --release` output), served at `/`. By default
+    /// `frontend/dist` under the working directory, else the one of the checkout this binary was built
+    /// in, so the server finds the app whatever directory it is started from.
+    #[arg(long, env = "CHAT_STATIC_DIR", default_value = DEFAULT_STATIC_DIR)]
     pub static_dir: PathBuf,
 
     /// Secret for signing session tokens, at least 32 bytes. Default: a random key generated once into the
@@ -166,7 +168,30 @@ pub struct Config {
     pub shutdown_grace: Duration,
 }
 
+/// Where `trunk build --release` puts the web app, relative to the repository.
+const DEFAULT_STATIC_DIR: &str = "frontend/dist";
+
 impl Config {
+    /// The directory the web app is served from: `--static-dir` as given, except that the default,
+    /// when the working directory has no `frontend/dist`, is looked for beside the binary
+    /// (`target/<profile>/server` in a checkout) and in the checkout it was built from.
+    pub fn app_dir(&self) -> PathBuf {
+        if self.static_dir != Path::new(DEFAULT_STATIC_DIR) || self.static_dir.is_dir() {
+            return self.static_dir.clone();
+        }
+        let beside_binary = std::env::current_exe()
+            .ok()
+            .and_then(|exe| Some(exe.parent()?.parent()?.parent()?.join(DEFAULT_STATIC_DIR)));
+        let built_from = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(DEFAULT_STATIC_DIR);
+        beside_binary
+            .into_iter()
+            .chain([built_from])
+            .find(|dir| dir.join("index.html").is_file())
+            .unwrap_or_else(|| self.static_dir.clone())
+    }
+
     /// Defaults for everything, with the given data directory: what tests and embedders start from. No
     /// `CHAT_*` variable of the caller's environment is read.
     pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> Self {

@@ -11,18 +11,23 @@
 use crate::{api, node::Node, ws};
 use axum::{
     Router,
+    extract::{Request, State},
     http::{HeaderName, HeaderValue, StatusCode, header},
+    middleware::Next,
     response::{IntoResponse, Response},
     routing::{any, get},
 };
 use base64::Engine;
 use sha2::{Digest, Sha256};
-use std::path::Path;
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
 use tower_http::services::{ServeDir, ServeFile};
 
 /// The router of one node.
 pub fn router(node: Node) -> Router {
-    let static_dir = node.config.static_dir.clone();
+    let static_dir = node.config.app_dir();
     let index = static_dir.join("index.html");
     let app = Router::new()
         .route("/ws", get(ws::upgrade))
@@ -32,8 +37,23 @@ pub fn router(node: Node) -> Router {
         .merge(api::routes())
         .route("/api/{*rest}", any(api_not_found));
     let app = if index.is_file() {
-        // Unknown paths get the app's page, so client-side routes survive a reload.
-        app.fallback_service(ServeDir::new(&static_dir).fallback(ServeFile::new(&index)))
+        // Unknown paths get the app's page, so client-side routes survive a reload. Files are sent as
+        // their `.br` or `.gz` sibling when the browser accepts it (the build writes them).
+        let page = ServeFile::new(&index)
+            .precompressed_br()
+            .precompressed_gzip();
+        let files = ServeDir::new(&static_dir)
+            .precompressed_br()
+            .precompressed_gzip()
+            .fallback(page);
+        app.fallback_service(
+            tower::ServiceBuilder::new()
+                .layer(axum::middleware::from_fn_with_state(
+                    Arc::new(static_dir.clone()),
+                    cache_policy,
+                ))
+                .service(files),
+        )
     } else {
         tracing::warn!(dir = %static_dir.display(), "web app not built: / answers 404 (see README: quick start)");
         app.fallback(|| async {
@@ -66,6 +86,34 @@ async fn ready(axum::extract::State(node): axum::extract::State<Node>) -> Respon
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "redis unavailable\n").into_response()
     }
+}
+
+/// How long browsers may keep a file of the app: the build names assets after a hash of their content
+/// (`frontend-<16 hex>_bg.wasm`), so those never change and are kept a year; the page (and anything
+/// else, such as the page sent for a name that is not a file) is checked again on every visit, so a
+/// new build is picked up at once.
+async fn cache_policy(State(dir): State<Arc<PathBuf>>, request: Request, next: Next) -> Response {
+    let name = request.uri().path().rsplit('/').next().unwrap_or_default();
+    let immutable = content_hashed(name) && dir.join(name).is_file();
+    let mut response = next.run(request).await;
+    let policy = if immutable && response.status() == StatusCode::OK {
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-cache"
+    };
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static(policy));
+    response
+}
+
+/// Whether a file name carries trunk's content hash: `-` and 16 hex digits before the extension (and
+/// before `_bg` for the wasm module).
+fn content_hashed(name: &str) -> bool {
+    let stem = name.split('.').next().unwrap_or(name);
+    let stem = stem.strip_suffix("_bg").unwrap_or(stem);
+    stem.rsplit_once('-')
+        .is_some_and(|(_, hash)| hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 async fn api_not_found() -> Response {
@@ -136,5 +184,25 @@ mod tests {
 import init from '/x.js';</script><body><script>b()</script>"#;
         let found: Vec<_> = inline_scripts(html).collect();
         assert_eq!(found, vec!["\nimport init from '/x.js';", "b()"]);
+    }
+
+    #[test]
+    fn only_trunks_content_hashed_names_count_as_immutable() {
+        for name in [
+            "frontend-79cfd0dc9cac7742_bg.wasm",
+            "frontend-79cfd0dc9cac7742.js",
+            "style-a0ad2c032a016ee2.css",
+        ] {
+            assert!(content_hashed(name), "{name}");
+        }
+        for name in [
+            "index.html",
+            "",
+            "style.css",
+            "x-79cfd0dc9cac77.js",
+            "x-79cfd0dc9cac774g.js",
+        ] {
+            assert!(!content_hashed(name), "{name}");
+        }
     }
 }

@@ -113,6 +113,13 @@ fn server_frames() {
             },
             r#"{"type":"removed","room":"team","user":"bob"}"#,
         ),
+        (
+            ServerMessage::Created {
+                room: room("open"),
+                private: false,
+            },
+            r#"{"type":"created","room":"open"}"#,
+        ),
         (ServerMessage::Pong, r#"{"type":"pong"}"#),
     ];
     for (message, json) in cases {
@@ -120,6 +127,39 @@ fn server_frames() {
         let back: ServerMessage = serde_json::from_str(json).expect("decodes");
         assert_eq!(back, message, "{json}");
     }
+}
+
+#[test]
+fn server_frames_missing_a_required_field_are_refused() {
+    let complete = [
+        r#"{"type":"status","message":"hi"}"#,
+        r#"{"type":"chat","sender":"ann","text":"hi","timestamp":"2026-11-25T10:40:31.123Z","room":"lobby","seq":7}"#,
+        r#"{"type":"ack","id":"k1","room":"lobby","seq":7}"#,
+        r#"{"type":"joined","room":"dev","head":12}"#,
+        r#"{"type":"invited","room":"team","user":"bob"}"#,
+        r#"{"type":"removed","room":"team","user":"bob"}"#,
+        r#"{"type":"created","room":"team"}"#,
+        r#"{"type":"left","room":"dev"}"#,
+        r#"{"type":"error","code":"forbidden","message":"no"}"#,
+    ];
+    for json in complete {
+        serde_json::from_str::<ServerMessage>(json).unwrap_or_else(|e| panic!("{json}: {e}"));
+        let object: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(json).expect("object");
+        for field in object.keys().filter(|k| *k != "type") {
+            let mut without = object.clone();
+            without.remove(field);
+            let text = serde_json::to_string(&without).expect("json");
+            let error = serde_json::from_str::<ServerMessage>(&text)
+                .expect_err(&format!("accepted without `{field}`: {text}"));
+            assert!(
+                error.to_string().contains(field.as_str()),
+                "{text}: {error}"
+            );
+        }
+    }
+    assert!(serde_json::from_str::<ServerMessage>(r#"{"type":"nope"}"#).is_err());
+    assert!(serde_json::from_str::<ServerMessage>(r#"{"message":"no type"}"#).is_err());
 }
 
 #[test]

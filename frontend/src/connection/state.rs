@@ -28,11 +28,16 @@ impl fmt::Display for ConnState {
         match self {
             Self::Connecting => f.write_str("Connecting…"),
             Self::Open => f.write_str("Connected"),
-            Self::Reconnecting { attempt, delay_ms } => write!(
-                f,
-                "Reconnecting (attempt {attempt}, next try in {:.1} s)",
-                f64::from(*delay_ms) / 1000.0
-            ),
+            // Tenths of a second in integers: float formatting would add kilobytes to the wasm.
+            Self::Reconnecting { attempt, delay_ms } => {
+                let tenths = delay_ms / 100;
+                write!(
+                    f,
+                    "Reconnecting (attempt {attempt}, next try in {}.{} s)",
+                    tenths / 10,
+                    tenths % 10
+                )
+            }
             Self::Closed => f.write_str("Closed"),
             Self::Unauthorized => f.write_str("Session expired"),
         }

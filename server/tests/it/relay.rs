@@ -169,6 +169,52 @@ async fn serves_the_built_web_app_with_a_fallback_to_index() {
     );
 }
 
+#[tokio::test]
+async fn the_web_app_is_sent_precompressed_and_hashed_assets_are_cached_for_good() {
+    let asset = "/app-0123456789abcdef.js";
+    let server = TestServer::start_with(|c| {
+        let dir = &c.static_dir;
+        std::fs::create_dir_all(dir).expect("mkdir");
+        for (name, body) in [
+            ("index.html", "<title>chat</title>"),
+            ("index.html.br", "brotli page"),
+            ("app-0123456789abcdef.js", "console.log(1)"),
+            ("app-0123456789abcdef.js.gz", "gzipped script"),
+            ("app-0123456789abcdef.js.br", "brotli script"),
+        ] {
+            std::fs::write(dir.join(name), body).expect("write");
+        }
+    })
+    .await;
+    let get = |path: &'static str, accept: &'static str| async move {
+        let (status, head, body) =
+            crate::common::http(server.addr, "GET", path, &[("Accept-Encoding", accept)], "").await;
+        (status, head.to_lowercase(), body)
+    };
+    let (status, head, body) = get(asset, "gzip, deflate, br").await;
+    assert_eq!((status, body.as_str()), (200, "brotli script"));
+    assert!(head.contains("content-encoding: br"), "{head}");
+    assert!(
+        head.contains("cache-control: public, max-age=31536000, immutable"),
+        "{head}"
+    );
+    let (_, head, body) = get(asset, "gzip").await;
+    assert_eq!(body, "gzipped script");
+    assert!(head.contains("content-encoding: gzip"), "{head}");
+    let (_, head, body) = get(asset, "identity").await;
+    assert_eq!(body, "console.log(1)");
+    assert!(!head.contains("content-encoding"), "{head}");
+    // The page names the assets of the current build: browsers check it again on every visit.
+    for path in ["/", "/rooms/dev"] {
+        let (status, head, body) = get(path, "br").await;
+        assert_eq!((status, body.as_str()), (200, "brotli page"), "{path}");
+        assert!(head.contains("cache-control: no-cache"), "{path}: {head}");
+    }
+    let (status, head, _) = get("/app-0123456789abcdef.css", "br").await;
+    assert_eq!(status, 200, "an unknown file gets the page");
+    assert!(head.contains("cache-control: no-cache"), "{head}");
+}
+
 async fn shutdown_closes_every_connection_with_1001(mode: Mode) {
     let mut server = TestServer::start_in(mode).await;
     let mut a = Client::connect(&server.ws_url()).await;
