@@ -94,7 +94,10 @@ async fn ready(axum::extract::State(node): axum::extract::State<Node>) -> Respon
 /// new build is picked up at once.
 async fn cache_policy(State(dir): State<Arc<PathBuf>>, request: Request, next: Next) -> Response {
     let name = request.uri().path().rsplit('/').next().unwrap_or_default();
-    let immutable = content_hashed(name) && dir.join(name).is_file();
+    let immutable = content_hashed(name)
+        && tokio::fs::metadata(dir.join(name))
+            .await
+            .is_ok_and(|m| m.is_file());
     let mut response = next.run(request).await;
     let policy = if immutable && response.status() == StatusCode::OK {
         "public, max-age=31536000, immutable"

@@ -22,8 +22,8 @@ fn repository() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// The repository's `Trunk.toml` with its paths made absolute, the output in `dist`, the page on
-/// `port` and the proxies pointed at `backend` instead of 127.0.0.1:8080.
+/// The repository's `Trunk.toml` with its paths (the app, the build hook) made absolute, the output in
+/// `dist`, the page on `port` and the proxies pointed at `backend` instead of 127.0.0.1:8080.
 fn trunk_config(dist: &Path, port: u16, backend: &str) -> String {
     let root = repository().canonicalize().expect("repository");
     let original =
@@ -39,6 +39,10 @@ fn trunk_config(dist: &Path, port: u16, backend: &str) -> String {
         (
             "dist = \"frontend/dist\"".to_owned(),
             format!("dist = \"{}\"", dist.display()),
+        ),
+        (
+            "\"scripts/precompress.sh\"".to_owned(),
+            format!("\"{}\"", root.join("scripts/precompress.sh").display()),
         ),
         ("port = 8081".to_owned(), format!("port = {port}")),
         ("127.0.0.1:8080".to_owned(), backend.to_owned()),
