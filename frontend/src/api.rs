@@ -3,10 +3,11 @@
 //! with every same-origin request and with the WebSocket upgrade; this code never sees it.
 
 use crate::auth::sentence;
-use gloo_net::http::{Request, Response};
-use serde::de::DeserializeOwned;
+use serde::{Serialize, de::DeserializeOwned};
 use shared::api::{ApiError, Credentials, LoginResponse, SessionInfo};
 use std::fmt;
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
 
 /// Why an API call failed; its [`Display`](fmt::Display) text is what the sign-in screen shows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,39 +36,64 @@ impl fmt::Display for ApiFailure {
 
 /// `GET /api/session`: who the session cookie belongs to, and whether guests may connect.
 pub async fn session() -> Result<SessionInfo, ApiFailure> {
-    let response = send(Request::get("/api/session").build()).await?;
-    body(&response).await
+    body(call("GET", "/api/session", None::<&()>).await?)
 }
 
 /// `POST /api/register`: creates the account and signs in (the server sets the cookie).
 pub async fn register(credentials: &Credentials) -> Result<LoginResponse, ApiFailure> {
-    let response = send(Request::post("/api/register").json(credentials)).await?;
-    body(&response).await
+    body(call("POST", "/api/register", Some(credentials)).await?)
 }
 
 /// `POST /api/login`: signs in (the server sets the cookie).
 pub async fn login(credentials: &Credentials) -> Result<LoginResponse, ApiFailure> {
-    let response = send(Request::post("/api/login").json(credentials)).await?;
-    body(&response).await
+    body(call("POST", "/api/login", Some(credentials)).await?)
 }
 
 /// `POST /api/logout`: the server clears the cookie.
 pub async fn logout() -> Result<(), ApiFailure> {
-    send(Request::post("/api/logout").build()).await.map(drop)
+    call("POST", "/api/logout", None::<&()>).await.map(drop)
 }
 
-/// Sends `request`; a non-2xx answer becomes [`ApiFailure::Refused`] with the server's error body.
-async fn send(request: Result<Request, gloo_net::Error>) -> Result<Response, ApiFailure> {
-    let response = request
-        .map_err(|_| ApiFailure::Network)?
-        .send()
-        .await
-        .map_err(|_| ApiFailure::Network)?;
-    if response.ok() {
-        return Ok(response);
+/// A 2xx answer: its status and body.
+struct Answer {
+    status: u16,
+    text: String,
+}
+
+/// Sends a same-origin request with `json` as its body (the browser's `fetch`, which sends the session
+/// cookie); a non-2xx answer becomes [`ApiFailure::Refused`] with the server's error body.
+async fn call(
+    method: &str,
+    path: &str,
+    json: Option<&impl Serialize>,
+) -> Result<Answer, ApiFailure> {
+    let network = |_: JsValue| ApiFailure::Network;
+    let init = web_sys::RequestInit::new();
+    init.set_method(method);
+    if let Some(value) = json {
+        let text = serde_json::to_string(value).map_err(|_| ApiFailure::Network)?;
+        let headers = web_sys::Headers::new().map_err(network)?;
+        headers
+            .set("Content-Type", "application/json")
+            .map_err(network)?;
+        init.set_headers(&headers);
+        init.set_body(&JsValue::from_str(&text));
     }
+    let window = web_sys::window().ok_or(ApiFailure::Network)?;
+    let response: web_sys::Response = JsFuture::from(window.fetch_with_str_and_init(path, &init))
+        .await
+        .map_err(network)?
+        .unchecked_into();
+    let text = JsFuture::from(response.text().map_err(network)?)
+        .await
+        .map_err(network)?
+        .as_string()
+        .unwrap_or_default();
     let status = response.status();
-    Err(match response.json::<ApiError>().await {
+    if response.ok() {
+        return Ok(Answer { status, text });
+    }
+    Err(match serde_json::from_str::<ApiError>(&text) {
         Ok(ApiError { error }) => ApiFailure::Refused {
             status,
             code: error.code,
@@ -82,9 +108,9 @@ async fn send(request: Result<Request, gloo_net::Error>) -> Result<Response, Api
 }
 
 /// A successful answer's JSON body.
-async fn body<T: DeserializeOwned>(response: &Response) -> Result<T, ApiFailure> {
-    response.json().await.map_err(|_| ApiFailure::Refused {
-        status: response.status(),
+fn body<T: DeserializeOwned>(answer: Answer) -> Result<T, ApiFailure> {
+    serde_json::from_str(&answer.text).map_err(|_| ApiFailure::Refused {
+        status: answer.status,
         code: String::new(),
         message: "the server's answer could not be read".to_owned(),
     })

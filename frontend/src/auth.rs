@@ -143,11 +143,11 @@ pub fn precheck(action: Action, name: &str, password: &str) -> Result<Credential
 
 /// `text` with a capital first letter and a final period, for messages shown to the user.
 pub fn sentence(text: &str) -> String {
-    let mut chars = text.trim().chars();
-    let mut out: String = chars
-        .next()
-        .map(|c| c.to_uppercase().chain(chars).collect())
-        .unwrap_or_default();
+    // The server's messages are English: ASCII case spares the wasm Unicode's case tables.
+    let mut out = text.trim().to_owned();
+    if let Some(first) = out.get_mut(..1) {
+        first.make_ascii_uppercase();
+    }
     if !out.is_empty() && !out.ends_with(['.', '!', '?']) {
         out.push('.');
     }

@@ -26,9 +26,12 @@ pub fn load<T: DeserializeOwned>(key: &str) -> Option<T> {
             if storage.get_item(&backup).ok().flatten().is_none() {
                 let _ = storage.set_item(&backup, &text);
             }
+            // Where, not serde_json's wording: its messages (and io's) would add a kilobyte to the wasm.
+            let (line, column) = (e.line(), e.column());
             web_sys::console::warn_1(
                 &format!(
-                    "localStorage {key:?} could not be read ({e}); a copy is kept as {backup:?}"
+                    "localStorage {key:?} could not be read (at line {line}, column {column}); \
+                     a copy is kept as {backup:?}"
                 )
                 .into(),
             );
