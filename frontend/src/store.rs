@@ -1,7 +1,9 @@
 //! The chat state the view shows, kept per room: pure data with no I/O, so it is unit-tested natively.
 //!
 //! - Each room has an ordered log of delivered messages (by server `seq`, no duplicates, at most
-//!   [`ROOM_CAP`]) and the `last_seq` to ask the server for on the next `join`.
+//!   [`MEMORY_CAP`], of which the newest [`ROOM_CAP`] are saved) and the `last_seq` to ask the server for
+//!   on the next `join`. Older pages (`history`) are added in front as the user scrolls back, until the
+//!   server says there are no more.
 //! - The outbox holds our own messages the server has not acknowledged yet, in the order they were typed.
 //!   An `ack` (or a relayed `chat` from our own user in the same room carrying the same id, e.g. from a
 //!   replay) moves an entry from the outbox into the room's log; a permanent refusal moves it to the
@@ -15,8 +17,12 @@ use serde::{Deserialize, Serialize};
 use shared::{ChatText, ClientMessage, ClientMsgId, RoomId, Seq, Timestamp, UserName};
 use std::collections::BTreeMap;
 
-/// How many delivered messages a room keeps (older ones are dropped, in memory and in storage).
+/// How many of a room's newest delivered messages are saved in localStorage.
 pub const ROOM_CAP: usize = 200;
+
+/// How many delivered messages a room keeps in memory (scrolling back adds older ones); past it the
+/// oldest are dropped.
+pub const MEMORY_CAP: usize = 5_000;
 
 /// A message the server stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,6 +73,8 @@ pub struct RoomLog {
     messages: Vec<Delivered>,
     /// Our messages the server refused for good.
     failed: Vec<Outgoing>,
+    /// The server has nothing older than the first message of `messages`.
+    complete: bool,
 }
 
 /// Where one of the messages shown stands.
@@ -108,6 +116,8 @@ pub struct Shown {
     pub timestamp: Timestamp,
     /// Its delivery state.
     pub delivery: Delivery,
+    /// Its position in the room, once stored.
+    pub seq: Option<Seq>,
 }
 
 /// Every room's log plus the outbox. A field missing from the saved JSON (e.g. saved by an older version)
@@ -133,17 +143,47 @@ impl Store {
     /// The `join` frames to send after (re)connecting: every known room, from its last seen `seq`.
     pub fn joins(&self) -> Vec<ClientMessage> {
         self.rooms
-            .iter()
-            .map(|(room, log)| ClientMessage::Join {
+            .keys()
+            .map(|room| ClientMessage::Join {
                 room: room.clone(),
-                since: Some(log.last_seq),
+                since: self.since(room),
             })
             .collect()
     }
 
-    /// The newest `seq` this client has of `room` (0 for a room it has nothing of).
-    pub fn last_seq(&self, room: &RoomId) -> Seq {
-        self.rooms.get(room).map_or(0, |log| log.last_seq)
+    /// What to join `room` with: the newest `seq` this client has of it, or nothing for a room it has
+    /// nothing of (the server then replays the newest page).
+    pub fn since(&self, room: &RoomId) -> Option<Seq> {
+        self.rooms
+            .get(room)
+            .map(|log| log.last_seq)
+            .filter(|&seq| seq > 0)
+    }
+
+    /// The `before` of the next page of older messages of `room`, while the server may have some.
+    pub fn older_than(&self, room: &RoomId) -> Option<Seq> {
+        let log = self.rooms.get(room)?;
+        let first = log.messages.first()?.seq;
+        (first > 1 && !log.complete).then_some(first)
+    }
+
+    /// A page of older messages of `room` arrived; `more`: the server has older ones still.
+    pub fn older(&mut self, room: &RoomId, page: Vec<shared::HistoryEntry>, more: bool) {
+        for entry in page {
+            self.insert(
+                room,
+                Delivered {
+                    seq: entry.seq,
+                    sender: Some(entry.sender),
+                    text: entry.text,
+                    timestamp: entry.timestamp,
+                    id: entry.id,
+                },
+            );
+        }
+        if !more {
+            self.rooms.entry(room.clone()).or_default().complete = true;
+        }
     }
 
     /// Messages waiting for an acknowledgement, oldest first.
@@ -195,8 +235,8 @@ impl Store {
     }
 
     /// What to save when `stored` is what was saved last, possibly by another tab of the same user: this
-    /// store, plus the outbox entries of `stored` this one knows nothing about (another tab's pending
-    /// messages), all in the order they were typed. Without it the last tab to save would erase the other
+    /// store with each room's newest [`ROOM_CAP`] messages, plus the outbox entries of `stored` this one
+    /// knows nothing about (another tab's pending messages), all in the order they were typed. Without it the last tab to save would erase the other
     /// tabs' pending messages; keeping one too many is harmless, since the server deduplicates by id.
     pub fn merged_with(&self, stored: &Store) -> Store {
         let mut merged = self.clone();
@@ -207,6 +247,13 @@ impl Store {
         let mut ordered: Vec<_> = merged.outbox.drain(..).enumerate().collect();
         ordered.sort_unstable_by_key(|(i, o)| (o.created, *i));
         merged.outbox = ordered.into_iter().map(|(_, o)| o).collect();
+        for log in merged.rooms.values_mut() {
+            let over = log.messages.len().saturating_sub(ROOM_CAP);
+            if over > 0 {
+                log.messages.drain(..over);
+                log.complete = false;
+            }
+        }
         merged
     }
 
@@ -237,6 +284,7 @@ impl Store {
             } else {
                 Delivery::Received
             },
+            seq: Some(m.seq),
         });
         let failed = log
             .into_iter()
@@ -256,6 +304,7 @@ impl Store {
                 text: o.text.clone(),
                 timestamp: o.created,
                 delivery,
+                seq: None,
             }))
             .collect()
     }
@@ -296,8 +345,9 @@ impl Store {
         log.last_seq = log.last_seq.max(message.seq);
         if let Err(at) = log.messages.binary_search_by_key(&message.seq, |m| m.seq) {
             log.messages.insert(at, message);
-            if log.messages.len() > ROOM_CAP {
+            if log.messages.len() > MEMORY_CAP {
                 log.messages.remove(0);
+                log.complete = false;
             }
         }
     }
@@ -497,14 +547,78 @@ mod tests {
     }
 
     #[test]
-    fn rooms_are_capped() {
+    fn rooms_are_capped_in_memory_and_more_tightly_in_storage() {
         let mut store = Store::default();
-        for seq in 1..=(ROOM_CAP as Seq + 10) {
+        for seq in 1..=(MEMORY_CAP as Seq + 10) {
             store.receive(&room(), theirs(seq, "x"), None);
         }
         let shown = store.shown(&room());
-        assert_eq!(shown.len(), ROOM_CAP);
+        assert_eq!(shown.len(), MEMORY_CAP);
         assert_eq!(shown[0].key, "seq-11");
+        let saved = store.merged_with(&Store::default());
+        let kept = saved.shown(&room());
+        assert_eq!(kept.len(), ROOM_CAP);
+        assert_eq!(
+            kept[0].key,
+            format!("seq-{}", MEMORY_CAP + 10 - ROOM_CAP + 1)
+        );
+        assert_eq!(
+            saved.older_than(&room()),
+            Some((MEMORY_CAP + 10 - ROOM_CAP + 1) as Seq)
+        );
+    }
+
+    fn entry(seq: Seq) -> shared::HistoryEntry {
+        let d = theirs(seq, &format!("m{seq}"));
+        shared::HistoryEntry {
+            seq,
+            sender: d.sender.expect("theirs"),
+            text: d.text,
+            timestamp: d.timestamp,
+            id: None,
+        }
+    }
+
+    #[test]
+    fn a_new_room_joins_for_the_newest_page_and_pages_back_to_the_first_message() {
+        let mut store = Store::default();
+        assert_eq!(
+            store.joins(),
+            [ClientMessage::Join {
+                room: room(),
+                since: None
+            }],
+            "nothing of the room yet: the server sends its newest page"
+        );
+        assert_eq!(store.older_than(&room()), None, "nothing to page back from");
+        for seq in 51..=100 {
+            store.receive(&room(), theirs(seq, &format!("m{seq}")), None);
+        }
+        assert_eq!(store.older_than(&room()), Some(51));
+        store.older(&room(), (1..=50).skip(25).map(entry).collect(), true);
+        assert_eq!(store.older_than(&room()), Some(26));
+        store.older(&room(), (1..=25).map(entry).collect(), false);
+        assert_eq!(
+            store.older_than(&room()),
+            None,
+            "the first message is there"
+        );
+        let texts: Vec<_> = summary(&store).into_iter().map(|(t, _)| t).collect();
+        assert_eq!(
+            texts,
+            (1..=100).map(|s| format!("m{s}")).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            store.since(&room()),
+            Some(100),
+            "older pages leave the join point"
+        );
+
+        // A room whose retention dropped its start says so with `more: false` before seq 1.
+        let other = RoomId::new("kept").expect("room");
+        store.receive(&other, theirs(500, "late"), None);
+        store.older(&other, vec![entry(499)], false);
+        assert_eq!(store.older_than(&other), None);
     }
 
     #[test]

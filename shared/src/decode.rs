@@ -8,7 +8,7 @@ use crate::{ClientMessage, ClientMsgId, ErrorCode};
 
 /// The `type` values of [`ClientMessage`].
 const KNOWN_TYPES: &[&str] = &[
-    "chat", "join", "create", "leave", "invite", "remove", "ping",
+    "chat", "join", "create", "leave", "invite", "remove", "history", "ping",
 ];
 
 /// Why a frame was refused; becomes a [`crate::ServerMessage::Error`].
@@ -117,6 +117,10 @@ mod tests {
                 room: room.clone(),
                 user: user.clone(),
             },
+            ClientMessage::History {
+                room: room.clone(),
+                before: 7,
+            },
             ClientMessage::Remove { room, user },
             ClientMessage::Ping,
         ];
@@ -128,6 +132,7 @@ mod tests {
                 | ClientMessage::Leave { .. }
                 | ClientMessage::Invite { .. }
                 | ClientMessage::Remove { .. }
+                | ClientMessage::History { .. }
                 | ClientMessage::Ping => {}
             }
         }

@@ -27,7 +27,8 @@ pub enum ClientMessage {
     ///
     /// The server first replays every stored message with `seq > since` in order, then sends
     /// [`ServerMessage::Joined`], then live messages follow with no gap and no duplicate. Without `since`
-    /// nothing is replayed. Joining a room already joined replays again from `since`. A public room needs
+    /// it replays the room's newest [`JOIN_PAGE`] messages (older ones come with [`Self::History`]).
+    /// Joining a room already joined replays again. A public room needs
     /// no creating: joining it is enough. `join` never creates a private room (see [`Self::Create`]); a
     /// private room answers `forbidden` to everyone but its members.
     Join {
@@ -73,9 +74,40 @@ pub enum ClientMessage {
         /// Who to remove.
         user: UserName,
     },
+    /// Ask for the page of `room`'s history just before `before` (older messages, for scrolling back):
+    /// `{"type":"history","room":"dev","before":951}`, answered by [`ServerMessage::History`] with at most
+    /// [`HISTORY_PAGE`] messages. Needs the same access as a `join`; nothing is subscribed.
+    History {
+        /// The room.
+        room: RoomId,
+        /// Only messages with a smaller `seq`.
+        before: Seq,
+    },
     /// An application-level heartbeat (browsers cannot see WebSocket pings): the server answers
     /// [`ServerMessage::Pong`] at once.
     Ping,
+}
+
+/// How many of a room's newest messages a `join` without `since` replays.
+pub const JOIN_PAGE: usize = 50;
+
+/// The most messages one [`ServerMessage::History`] page holds (a page is bounded in bytes too).
+pub const HISTORY_PAGE: usize = 50;
+
+/// One stored message in a [`ServerMessage::History`] page: a `chat` frame without its room.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// Its position in the room.
+    pub seq: Seq,
+    /// Who said it.
+    pub sender: UserName,
+    /// What was said.
+    pub text: ChatText,
+    /// When the server stored it.
+    pub timestamp: Timestamp,
+    /// The sender's client id, if it gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<ClientMsgId>,
 }
 
 /// A frame the server sends.
@@ -185,6 +217,19 @@ pub enum ServerMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         retry_after_ms: Option<u64>,
     },
+    /// The answer to [`ClientMessage::History`]: the newest messages of `room` with `seq < before`, oldest
+    /// first, e.g. `{"type":"history","room":"dev","before":951,"messages":[...],"more":true}`.
+    History {
+        /// The room.
+        room: RoomId,
+        /// The `before` asked for.
+        before: Seq,
+        /// The page, in `seq` order (empty when nothing older is kept).
+        messages: Vec<HistoryEntry>,
+        /// Whether older messages than the first of this page are still kept.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        more: bool,
+    },
     /// The answer to [`ClientMessage::Ping`].
     Pong,
 }
@@ -202,6 +247,7 @@ enum ServerKind {
     Created,
     Left,
     Error,
+    History,
     Pong,
 }
 
@@ -225,6 +271,9 @@ struct ServerFrame {
     private: Option<bool>,
     code: Option<ErrorCode>,
     retry_after_ms: Option<u64>,
+    before: Option<Seq>,
+    messages: Option<Vec<HistoryEntry>>,
+    more: Option<bool>,
 }
 
 /// A field the frame's `type` requires is absent.
@@ -290,6 +339,12 @@ impl TryFrom<ServerFrame> for ServerMessage {
                 id: f.id,
                 room: f.room,
                 retry_after_ms: f.retry_after_ms,
+            },
+            ServerKind::History => Self::History {
+                room: required(f.room, "room")?,
+                before: required(f.before, "before")?,
+                messages: required(f.messages, "messages")?,
+                more: f.more.unwrap_or(false),
             },
             ServerKind::Pong => Self::Pong,
         })

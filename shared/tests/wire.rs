@@ -120,6 +120,30 @@ fn server_frames() {
             },
             r#"{"type":"created","room":"open"}"#,
         ),
+        (
+            ServerMessage::History {
+                room: room("dev"),
+                before: 3,
+                messages: vec![shared::HistoryEntry {
+                    seq: 2,
+                    sender: UserName::new("ann").expect("name"),
+                    text: ChatText::new("hi").expect("text"),
+                    timestamp: ts,
+                    id: Some(id("k1")),
+                }],
+                more: true,
+            },
+            r#"{"type":"history","room":"dev","before":3,"messages":[{"seq":2,"sender":"ann","text":"hi","timestamp":"2026-11-25T10:40:31.123Z","id":"k1"}],"more":true}"#,
+        ),
+        (
+            ServerMessage::History {
+                room: room("dev"),
+                before: 1,
+                messages: vec![],
+                more: false,
+            },
+            r#"{"type":"history","room":"dev","before":1,"messages":[]}"#,
+        ),
         (ServerMessage::Pong, r#"{"type":"pong"}"#),
     ];
     for (message, json) in cases {
@@ -141,6 +165,7 @@ fn server_frames_missing_a_required_field_are_refused() {
         r#"{"type":"created","room":"team"}"#,
         r#"{"type":"left","room":"dev"}"#,
         r#"{"type":"error","code":"forbidden","message":"no"}"#,
+        r#"{"type":"history","room":"dev","before":3,"messages":[]}"#,
     ];
     for json in complete {
         serde_json::from_str::<ServerMessage>(json).unwrap_or_else(|e| panic!("{json}: {e}"));
@@ -193,6 +218,13 @@ fn client_frames() {
             ClientMessage::Join {
                 room: room("dev"),
                 since: None,
+            },
+        ),
+        (
+            r#"{"type":"history","room":"dev","before":951}"#,
+            ClientMessage::History {
+                room: room("dev"),
+                before: 951,
             },
         ),
         (

@@ -1,10 +1,12 @@
-//! The lobby's messages, oldest first, kept scrolled to the newest unless the user scrolled up.
+//! A room's messages, oldest first, kept scrolled to the newest unless the user scrolled up. Scrolling to
+//! the top (or the "Load older" button, for the keyboard) asks for the page before the oldest message
+//! shown, and the view stays on the message the user was reading when it arrives.
 
 use crate::connection::Connection;
 use crate::store::{Delivery, Shown};
 use leptos::html::Ol;
 use leptos::prelude::*;
-use shared::{RoomId, Timestamp};
+use shared::{RoomId, Seq, Timestamp};
 use wasm_bindgen::JsValue;
 
 /// How close to the bottom (in pixels) still counts as "at the newest message".
@@ -13,27 +15,60 @@ const STICK_PX: i32 = 40;
 /// The list (`data-testid="message-list"`), one `data-testid="message"` per entry.
 #[component]
 pub fn MessageList(room: RoomId) -> impl IntoView {
-    let state = expect_context::<Connection>().state();
+    let connection = expect_context::<Connection>();
+    let state = connection.state();
     let list = NodeRef::<Ol>::new();
     let at_bottom = StoredValue::new(true);
-    let entries = Memo::new(move |_| state.store.with(|s| s.shown(&room)));
+    // While an older page is on its way: the distance from the list's bottom to keep when it arrives.
+    let anchor = StoredValue::new(None::<i32>);
+    let entries = {
+        let room = room.clone();
+        Memo::new(move |_| state.store.with(|s| s.shown(&room)))
+    };
+    let older_than = {
+        let room = room.clone();
+        Memo::new(move |_| state.store.with(|s| s.older_than(&room)))
+    };
+    let load_older = move || {
+        let (Some(before), Some(el)) = (older_than.get_untracked(), list.get_untracked()) else {
+            return;
+        };
+        anchor.set_value(Some(el.scroll_height() - el.scroll_top()));
+        connection.load_older(room.clone(), before);
+    };
 
     // Syncs the DOM's scroll position with the entries (the outside world, hence an Effect).
     Effect::new(move || {
         entries.track();
-        if let (true, Some(el)) = (at_bottom.get_value(), list.get()) {
+        let Some(el) = list.get() else { return };
+        if let Some(from_bottom) = anchor.get_value() {
+            anchor.set_value(None);
+            request_animation_frame(move || el.set_scroll_top(el.scroll_height() - from_bottom));
+        } else if at_bottom.get_value() {
             request_animation_frame(move || el.set_scroll_top(el.scroll_height()));
         }
     });
-    let on_scroll = move |_| {
-        if let Some(el) = list.get_untracked() {
+    let on_scroll = {
+        let load_older = load_older.clone();
+        move |_: web_sys::Event| {
+            let Some(el) = list.get_untracked() else {
+                return;
+            };
             at_bottom
                 .set_value(el.scroll_height() - el.scroll_top() - el.client_height() < STICK_PX);
+            if el.scroll_top() == 0 && anchor.get_value().is_none() {
+                load_older();
+            }
         }
     };
 
     view! {
         <ol class="messages" data-testid="message-list" node_ref=list on:scroll=on_scroll>
+            <li class="older" hidden=move || older_than.get().is_none()>
+                <button type="button" data-testid="load-older" on:click=move |_| load_older()>
+                    "Load older messages"
+                </button>
+            </li>
             <For
                 each=move || entries.get()
                 // With the delivery state, so that a row is drawn again when it changes.
@@ -65,6 +100,7 @@ fn Message(entry: Shown, me: RwSignal<Option<shared::UserName>>) -> impl IntoVie
             class:own=own
             data-testid="message"
             data-state=entry.delivery.as_str()
+            data-seq=entry.seq.map(|seq: Seq| seq.to_string())
         >
             <span class="sender">{name}</span>
             <time class="time" datetime=entry.timestamp.to_string()>

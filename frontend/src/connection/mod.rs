@@ -115,6 +115,13 @@ impl ChatState {
 enum Command {
     /// A message just added to the outbox: send it now if the socket is open.
     Send(Outgoing),
+    /// Ask for the page of `room` before `before` (dropped while disconnected: the view asks again).
+    History {
+        /// The room.
+        room: RoomId,
+        /// The oldest `seq` shown.
+        before: shared::Seq,
+    },
     /// The browser came back online: stop waiting and reconnect now.
     Online,
     /// Close the socket and stop.
@@ -169,6 +176,14 @@ impl Connection {
         }
         self.state.store.update(|s| s.queue(message.clone()));
         let _ = self.commands.unbounded_send(Command::Send(message));
+    }
+
+    /// Asks for the page of `room` just before `before` (its messages are added to the store when it
+    /// arrives). Asked while disconnected, nothing happens: the view asks again.
+    pub fn load_older(&self, room: RoomId, before: shared::Seq) {
+        let _ = self
+            .commands
+            .unbounded_send(Command::History { room, before });
     }
 
     /// Hides the current notice.

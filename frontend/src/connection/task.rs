@@ -146,6 +146,8 @@ impl Task {
                         Some(Command::Close) | None => break true,
                         // Already in the outbox: it goes out after the next open.
                         Some(Command::Send(_)) => {}
+                        // Not connected: the view asks again.
+                        Some(Command::History { .. }) => {}
                     },
                 }
             };
@@ -234,6 +236,9 @@ impl Task {
                         socket.send(&message.to_message());
                     }
                 }
+                Step::Command(Some(Command::History { room, before })) => {
+                    socket.send(&ClientMessage::History { room, before });
+                }
                 Step::Command(Some(Command::Online)) => {}
                 Step::Command(Some(Command::Close) | None) => {
                     socket.close(1000);
@@ -241,7 +246,11 @@ impl Task {
                 }
                 Step::Retry => {
                     for room in std::mem::take(&mut self.rejoin) {
-                        let since = self.state.store.try_with_untracked(|s| s.last_seq(&room));
+                        let since = self
+                            .state
+                            .store
+                            .try_with_untracked(|s| s.since(&room))
+                            .flatten();
                         socket.send(&ClientMessage::Join { room, since });
                     }
                     if self.send_outbox(&socket) {
@@ -344,6 +353,12 @@ impl Task {
                 }
             },
             ServerMessage::Error { message, .. } => self.state.notice.set(Some(message)),
+            ServerMessage::History {
+                room,
+                messages,
+                more,
+                ..
+            } => store.update(|s| s.older(&room, messages, more)),
             ServerMessage::Left { .. }
             | ServerMessage::Invited { .. }
             | ServerMessage::Created { .. }

@@ -66,6 +66,17 @@ impl StoredMessage {
             id: self.client_id,
         }
     }
+
+    /// This message in a `history` page.
+    pub fn into_entry(self) -> shared::HistoryEntry {
+        shared::HistoryEntry {
+            seq: self.seq,
+            sender: self.sender,
+            text: self.text,
+            timestamp: self.timestamp,
+            id: self.client_id,
+        }
+    }
 }
 
 /// The outcome of storing one [`NewMessage`].
@@ -99,10 +110,10 @@ pub struct RoomInfo {
     pub members: Vec<UserName>,
 }
 
-/// One page of a room's history after some `seq`.
+/// One page of a room's history after (or before) some `seq`.
 #[derive(Debug, Clone, Default)]
 pub struct Page {
-    /// Messages with `seq` above the one asked for, in order.
+    /// Messages with `seq` above (or below) the one asked for, in order.
     pub messages: Vec<StoredMessage>,
     /// The room's newest `seq` (0 if it never had a message).
     pub head: Seq,
@@ -166,6 +177,15 @@ pub trait History: Send + Sync + std::fmt::Debug + 'static {
         &self,
         room: RoomId,
         since: Seq,
+        limit: PageLimit,
+    ) -> BoxFuture<'_, Result<Page, HistoryError>>;
+
+    /// The newest messages of `room` with `seq < before`, in order, within `limit` (counted from the
+    /// newest), plus the room's bounds.
+    fn read_before(
+        &self,
+        room: RoomId,
+        before: Seq,
         limit: PageLimit,
     ) -> BoxFuture<'_, Result<Page, HistoryError>>;
 

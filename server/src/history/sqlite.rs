@@ -163,10 +163,19 @@ fn prune(tx: &Transaction<'_>, retention: Retention, now: Timestamp) -> Result<u
     Ok(deleted as u64)
 }
 
+/// Where a page starts.
+#[derive(Debug, Clone, Copy)]
+enum From {
+    /// The oldest messages with a larger `seq`.
+    After(Seq),
+    /// The newest messages with a smaller `seq`.
+    Before(Seq),
+}
+
 fn read_page(
     conn: &Connection,
     room: RoomId,
-    since: Seq,
+    from: From,
     limit: PageLimit,
 ) -> Result<Page, HistoryError> {
     let tx = conn.unchecked_transaction()?;
@@ -184,12 +193,20 @@ fn read_page(
         |r| r.get(0),
     )?;
     let first_retained = first.map_or(head + 1, |f| f as Seq);
-    let mut stmt = tx.prepare_cached(
-        "SELECT seq, sender, client_id, text, ts FROM messages WHERE room = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
-    )?;
+    let (sql, bound) = match from {
+        From::After(seq) => (
+            "SELECT seq, sender, client_id, text, ts FROM messages WHERE room = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+            seq,
+        ),
+        From::Before(seq) => (
+            "SELECT seq, sender, client_id, text, ts FROM messages WHERE room = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3",
+            seq,
+        ),
+    };
+    let mut stmt = tx.prepare_cached(sql)?;
     let mut rows = stmt.query(params![
         room.as_str(),
-        since.min(i64::MAX as u64) as i64,
+        bound.min(i64::MAX as u64) as i64,
         limit.messages as i64
     ])?;
     let corrupt = |detail: String| HistoryError::Corrupt {
@@ -218,6 +235,9 @@ fn read_page(
     drop(rows);
     drop(stmt);
     tx.finish()?;
+    if let From::Before(_) = from {
+        messages.reverse(); // read newest first
+    }
     Ok(Page {
         messages,
         head,
@@ -278,7 +298,22 @@ impl History for SqliteHistory {
         since: Seq,
         limit: PageLimit,
     ) -> BoxFuture<'_, Result<Page, HistoryError>> {
-        Box::pin(self.db.read(move |c| read_page(c, room, since, limit)))
+        Box::pin(
+            self.db
+                .read(move |c| read_page(c, room, From::After(since), limit)),
+        )
+    }
+
+    fn read_before(
+        &self,
+        room: RoomId,
+        before: Seq,
+        limit: PageLimit,
+    ) -> BoxFuture<'_, Result<Page, HistoryError>> {
+        Box::pin(
+            self.db
+                .read(move |c| read_page(c, room, From::Before(before), limit)),
+        )
     }
 
     fn prune(

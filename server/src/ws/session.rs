@@ -27,7 +27,7 @@
 
 use crate::{
     access::AccessError,
-    history::{NewMessage, PageLimit},
+    history::{NewMessage, PageLimit, StoredMessage},
     hub::ConnId,
     limits::{TokenBucket, client_key},
     mailbox::{Mailbox, MailboxReceiver, Outbound, mailbox},
@@ -376,7 +376,7 @@ where
         };
         let decoded = shared::decode_client(text.as_str());
         let cost = match &decoded {
-            Ok(ClientMessage::Join { .. }) => JOIN_COST,
+            Ok(ClientMessage::Join { .. } | ClientMessage::History { .. }) => JOIN_COST,
             _ => 1.0,
         };
         if let Err(wait) = self.take_frame_budget(cost) {
@@ -387,7 +387,8 @@ where
                     | ClientMessage::Create { room, .. }
                     | ClientMessage::Leave { room }
                     | ClientMessage::Invite { room, .. }
-                    | ClientMessage::Remove { room, .. },
+                    | ClientMessage::Remove { room, .. }
+                    | ClientMessage::History { room, .. },
                 ) => (None, Some(room)),
                 Ok(ClientMessage::Ping) => (None, None),
                 Err(e) => (e.id, None),
@@ -413,6 +414,12 @@ where
                     return self.forbidden(room).await;
                 }
                 self.join(room, since).await
+            }
+            ClientMessage::History { room, before } => {
+                if !self.allowed(&room).await? {
+                    return self.forbidden(room).await;
+                }
+                self.history(room, before).await
             }
             ClientMessage::Create { room, private } => {
                 match self.node.access.create(&room, &self.user, private).await {
@@ -596,21 +603,15 @@ where
             self.node.hub.leave(&room, self.conn);
             return self.forbidden(room).await;
         }
-        // Joining without `since` asks for nothing stored before now. When this node follows the room,
-        // the last `seq` it delivered is that point (whatever is stored later comes through the
-        // subscription), which saves a read on the blocking pool: a thread handoff per join.
-        if since.is_none()
-            && let Some(head) = self.node.sequencer.delivered(&room)
-        {
-            self.rooms.insert(room.clone(), Some(head));
-            return self.send(&ServerMessage::Joined { room, head }).await;
-        }
+        let Some(since) = since else {
+            return self.join_at_the_newest_page(room).await;
+        };
         let history = std::sync::Arc::clone(&self.node.history);
         let limit = PageLimit {
-            messages: if since.is_some() { REPLAY_PAGE } else { 0 },
+            messages: REPLAY_PAGE,
             bytes: self.node.config.queue_bytes,
         };
-        let mut cursor = since.unwrap_or(0);
+        let mut cursor = since;
         let mut first_page = true;
         let head = loop {
             let page = match history.read_since(room.clone(), cursor, limit).await {
@@ -626,7 +627,6 @@ where
                         .await;
                 }
             };
-            let Some(since) = since else { break page.head };
             if first_page {
                 first_page = false;
                 // A client ahead of the server's head saw history this server no longer has; from here on
@@ -661,12 +661,82 @@ where
                 break page.head;
             }
         };
-        let head = head.max(cursor);
-        // From here on deliveries up to `head` are duplicates of what the client has (or, joining
-        // without `since`, asked not to get).
+        self.joined(room, head.max(cursor)).await
+    }
+
+    /// A `join` without `since`: the room's newest page, then `joined`. The page is read in one go (it is
+    /// bounded like a replay page); whatever is stored after it comes through the subscription.
+    async fn join_at_the_newest_page(&mut self, room: RoomId) -> Result<(), End> {
+        // A room this node follows and that never had a message needs no read.
+        if self.node.sequencer.delivered(&room) == Some(0) {
+            return self.joined(room, 0).await;
+        }
+        let limit = PageLimit {
+            messages: shared::JOIN_PAGE,
+            bytes: self.node.config.queue_bytes,
+        };
+        let page = match self
+            .node
+            .history
+            .read_before(room.clone(), Seq::MAX, limit)
+            .await
+        {
+            Ok(page) => page,
+            Err(e) => {
+                tracing::error!(conn = self.conn, %room, error = %e, "reading history failed");
+                return self
+                    .refuse(
+                        ErrorCode::Unavailable,
+                        "history is unavailable right now; join again later",
+                        room,
+                    )
+                    .await;
+            }
+        };
+        for stored in page.messages {
+            self.feed(&stored.into_frame()).await?;
+        }
+        self.joined(room, page.head).await
+    }
+
+    /// Ends a `join`: deliveries up to `head` are duplicates of what was just replayed, from here on.
+    async fn joined(&mut self, room: RoomId, head: Seq) -> Result<(), End> {
         self.rooms.insert(room.clone(), Some(head));
         self.node.sequencer.joined(&room, head);
         self.send(&ServerMessage::Joined { room, head }).await
+    }
+
+    /// Answers a `history` request with the page of `room` before `before`.
+    async fn history(&mut self, room: RoomId, before: Seq) -> Result<(), End> {
+        let limit = PageLimit {
+            messages: shared::HISTORY_PAGE,
+            bytes: self.node.config.queue_bytes / 2,
+        };
+        let page = match self
+            .node
+            .history
+            .read_before(room.clone(), before, limit)
+            .await
+        {
+            Ok(page) => page,
+            Err(e) => return self.unavailable(room, &e).await,
+        };
+        let more = page
+            .messages
+            .first()
+            .is_some_and(|m| m.seq > page.first_retained);
+        let messages = page
+            .messages
+            .into_iter()
+            .map(StoredMessage::into_entry)
+            .collect();
+        self.send(&ServerMessage::History {
+            room,
+            before,
+            messages,
+            more,
+        })
+        .await
     }
 
     /// Writes a mailbox item and whatever else is already waiting, then flushes once.

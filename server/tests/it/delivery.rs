@@ -12,7 +12,8 @@ in_both_modes!(
     since_older_than_retention_says_so_and_sends_what_is_kept,
     a_client_ahead_of_the_server_gets_everything_after_the_head,
     a_slow_reader_is_disconnected_with_1013_and_recovers_everything,
-    a_join_without_since_starts_at_the_head_whether_or_not_the_room_is_followed_here,
+    a_join_without_since_replays_the_newest_page_whether_or_not_the_room_is_followed_here,
+    history_pages_lead_back_to_the_first_message,
 );
 
 const QUIET: Duration = Duration::from_millis(300);
@@ -286,33 +287,34 @@ async fn a_slow_reader_is_disconnected_with_1013_and_recovers_everything(mode: M
     assert_eq!(seqs, (1..=N as u64).collect::<Vec<_>>(), "nothing lost");
 }
 
-async fn a_join_without_since_starts_at_the_head_whether_or_not_the_room_is_followed_here(
+async fn a_join_without_since_replays_the_newest_page_whether_or_not_the_room_is_followed_here(
     mode: Mode,
 ) {
     let server = TestServer::start_in(mode).await;
     let url = server.ws_url();
-    // Nobody here follows "quiet": its head is read from history.
+    let page = shared::JOIN_PAGE as u64;
+    // Nobody here follows "quiet": its newest page is read from history.
     let mut writer = Client::connect(&url).await;
-    assert_eq!(
-        send_acked(&mut writer, "quiet", "w", 3).await,
-        vec![1, 2, 3]
-    );
+    send_acked(&mut writer, "quiet", "w", shared::JOIN_PAGE + 10).await;
     let mut late = Client::connect(&url).await;
     join(&mut late, "quiet", None).await;
-    assert_eq!(replay(&mut late, "quiet").await.1["head"], 3);
+    let (seqs, joined) = replay(&mut late, "quiet").await;
+    assert_eq!(
+        seqs,
+        (11..=page + 10).collect::<Vec<_>>(),
+        "the newest page"
+    );
+    assert_eq!(joined["head"], page + 10);
 
-    // "busy" has a member here: the head is the one this node delivered last.
+    // "busy" has a member here; a joiner gets its history and then live messages, each once.
     let mut member = Client::connect(&url).await;
     join(&mut member, "busy", None).await;
     member.expect("joined").await;
     send_acked(&mut writer, "busy", "w", 4).await;
     let mut joiner = Client::connect(&url).await;
     join(&mut joiner, "busy", None).await;
-    assert_eq!(
-        replay(&mut joiner, "busy").await.1["head"],
-        4,
-        "no history, and the right head"
-    );
+    let (seqs, joined) = replay(&mut joiner, "busy").await;
+    assert_eq!((seqs, &joined["head"]), (vec![1, 2, 3, 4], &4.into()));
     send_acked(&mut writer, "busy", "next", 1).await;
     let next = joiner.expect("chat").await;
     assert_eq!(
@@ -320,4 +322,57 @@ async fn a_join_without_since_starts_at_the_head_whether_or_not_the_room_is_foll
         (&5.into(), &"next message 0".into())
     );
     joiner.expect_silence(QUIET).await;
+
+    // A followed room without messages needs no read and replays nothing.
+    let mut follower = Client::connect(&url).await;
+    join(&mut follower, "empty", None).await;
+    follower.expect("joined").await;
+    join(&mut joiner, "empty", None).await;
+    assert_eq!(replay(&mut joiner, "empty").await.0, Vec::<u64>::new());
+}
+
+/// Sends `history` for `room` before `before`; returns the page's seqs (checking each text) and `more`.
+async fn history_page(client: &mut Client, room: &str, before: u64) -> (Vec<u64>, bool) {
+    client
+        .send(json!({"type": "history", "room": room, "before": before}))
+        .await;
+    let page = client.expect("history").await;
+    assert_eq!(
+        (&page["room"], &page["before"]),
+        (&room.into(), &before.into())
+    );
+    let entries = page["messages"].as_array().expect("messages");
+    let seqs = entries
+        .iter()
+        .map(|m| {
+            let seq = m["seq"].as_u64().expect("seq");
+            assert_eq!(m["text"], format!("w message {}", seq - 1), "{m}");
+            seq
+        })
+        .collect();
+    (seqs, page["more"] == true)
+}
+
+async fn history_pages_lead_back_to_the_first_message(mode: Mode) {
+    let server = TestServer::start_in(mode).await;
+    let url = server.ws_url();
+    let mut writer = Client::connect(&url).await;
+    send_acked(&mut writer, "long", "w", 120).await;
+    let mut reader = Client::connect(&url).await;
+    join(&mut reader, "long", None).await;
+    let (newest, _) = replay(&mut reader, "long").await;
+    assert_eq!(newest, (71..=120).collect::<Vec<_>>());
+    assert_eq!(
+        history_page(&mut reader, "long", 71).await,
+        ((21..=70).collect(), true)
+    );
+    assert_eq!(
+        history_page(&mut reader, "long", 21).await,
+        ((1..=20).collect(), false)
+    );
+    assert_eq!(history_page(&mut reader, "long", 1).await, (vec![], false));
+    // A page is never live: new messages still come once, as chats.
+    send_acked(&mut writer, "long", "x", 1).await;
+    assert_eq!(reader.expect("chat").await["seq"], 121);
+    reader.expect_silence(QUIET).await;
 }

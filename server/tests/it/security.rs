@@ -354,6 +354,16 @@ async fn private_rooms_admit_members_only_and_never_leak_history(mode: Mode) {
         (refusal["code"].as_str(), refusal["room"].as_str()),
         (Some("forbidden"), Some("team"))
     );
+    eve.send(json!({"type": "join", "room": "team"})).await;
+    assert_eq!(eve.expect("error").await["code"], "forbidden");
+    eve.send(json!({"type": "history", "room": "team", "before": 100}))
+        .await;
+    let refusal = eve.expect("error").await;
+    assert_eq!(
+        (refusal["code"].as_str(), refusal["room"].as_str()),
+        (Some("forbidden"), Some("team")),
+        "no page of a private room for outsiders"
+    );
     eve.chat("team", "e1", "let me in").await;
     assert_eq!(eve.expect("error").await["code"], "forbidden");
     eve.send(json!({"type": "invite", "room": "team", "user": "eve"}))
