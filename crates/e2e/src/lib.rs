@@ -236,8 +236,13 @@ impl Browser {
 
     /// Opens `url` in a new headless Chromium with its own empty profile.
     pub async fn page(&self, url: &str) -> Page {
+        self.page_with(url, &[]).await
+    }
+
+    /// Like [`Browser::page`], with extra Chromium flags (e.g. a window size, a dark system theme).
+    pub async fn page_with(&self, url: &str, extra: &[&str]) -> Page {
         let profile = tempfile::tempdir().expect("tempdir");
-        let args = [
+        let mut args = vec![
             "--headless=new".to_owned(),
             "--no-sandbox".to_owned(),
             "--disable-gpu".to_owned(),
@@ -248,6 +253,7 @@ impl Browser {
             "--no-first-run".to_owned(),
             format!("--user-data-dir={}", profile.path().display()),
         ];
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
         let mut caps = serde_json::Map::new();
         caps.insert("goog:chromeOptions".into(), json!({ "args": args }));
         let client = ClientBuilder::new(HttpConnector::new())

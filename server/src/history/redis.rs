@@ -46,6 +46,48 @@ impl RedisHistory {
         let done: i64 = self.broker.script(&invocation).await?;
         Ok(done == 1)
     }
+
+    /// One page after `seq` (or, with `before`, the newest page below it), with the room's bounds
+    /// (`read.lua`); the byte limit counts from the first message read, the newest for `before`.
+    async fn read_page(
+        &self,
+        room: RoomId,
+        seq: Seq,
+        limit: PageLimit,
+        before: bool,
+    ) -> Result<Page, HistoryError> {
+        let mut invocation = self.broker.scripts.read.prepare_invoke();
+        invocation
+            .key(keys::meta(&room))
+            .key(keys::log(&room))
+            .arg(seq)
+            .arg(limit.messages);
+        if before {
+            invocation.arg("before");
+        }
+        let reply: Vec<Value> = self.broker.script(&invocation).await?;
+        let mut values = reply.iter();
+        let head = values.next().and_then(number).unwrap_or(0);
+        let first_retained = values.next().and_then(number).unwrap_or(head + 1);
+        let mut messages = Vec::new();
+        let mut bytes = 0;
+        for value in values {
+            if bytes >= limit.bytes {
+                break;
+            }
+            let message = entry(&room, value)?;
+            bytes += message.text.as_str().len() + FRAME_OVERHEAD;
+            messages.push(message);
+        }
+        if before {
+            messages.reverse(); // read newest first
+        }
+        Ok(Page {
+            messages,
+            head,
+            first_retained,
+        })
+    }
 }
 
 fn corrupt(room: &RoomId, detail: impl Into<String>) -> HistoryError {
@@ -127,50 +169,6 @@ fn entry(room: &RoomId, value: &Value) -> Result<StoredMessage, HistoryError> {
         map.remove("ts"),
         map.remove("id"),
     )
-}
-
-impl RedisHistory {
-    /// One page after `seq` (or, with `before`, the newest page below it), with the room's bounds
-    /// (`read.lua`); the byte limit counts from the first message read, the newest for `before`.
-    async fn read_page(
-        &self,
-        room: RoomId,
-        seq: Seq,
-        limit: PageLimit,
-        before: bool,
-    ) -> Result<Page, HistoryError> {
-        let mut invocation = self.broker.scripts.read.prepare_invoke();
-        invocation
-            .key(keys::meta(&room))
-            .key(keys::log(&room))
-            .arg(seq)
-            .arg(limit.messages);
-        if before {
-            invocation.arg("before");
-        }
-        let reply: Vec<Value> = self.broker.script(&invocation).await?;
-        let mut values = reply.iter();
-        let head = values.next().and_then(number).unwrap_or(0);
-        let first_retained = values.next().and_then(number).unwrap_or(head + 1);
-        let mut messages = Vec::new();
-        let mut bytes = 0;
-        for value in values {
-            if bytes >= limit.bytes {
-                break;
-            }
-            let message = entry(&room, value)?;
-            bytes += message.text.as_str().len() + FRAME_OVERHEAD;
-            messages.push(message);
-        }
-        if before {
-            messages.reverse(); // read newest first
-        }
-        Ok(Page {
-            messages,
-            head,
-            first_retained,
-        })
-    }
 }
 
 impl History for RedisHistory {
