@@ -32,8 +32,8 @@ ensure_build_tools() {
   fi
   # The release build writes a brotli copy of each file (scripts/precompress.sh).
   command -v brotli >/dev/null || apt_install brotli
-  if [ ! -x tools/node_modules/.bin/wasm-opt ]; then
-    say "installing wasm-opt (binaryen 132, from npm)"
+  if [ ! -x tools/node_modules/.bin/wasm-opt ] || [ ! -x tools/node_modules/.bin/terser ]; then
+    say "installing wasm-opt (binaryen 132) and terser, from npm"
     (cd tools && npm ci --no-audit --no-fund)
   fi
 }

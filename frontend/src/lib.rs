@@ -7,8 +7,8 @@
 //!   [`components::SignIn`] form, or the [`components::ChatView`] as an account or a guest. It alone
 //!   changes screens, also when the chat shown reports that its session is gone.
 //! - [`components`]: the view. [`components::Composer`] turns the typed text into a
-//!   [`connection::Connection::send`] call; [`components::MessageList`] and [`components::StatusBar`] only
-//!   read signals.
+//!   [`connection::Connection::send`] call; [`components::MessageList`] reads signals and asks for older
+//!   pages; [`components::StatusBar`] only reads signals.
 //! - [`connection`]: the only code that touches the WebSocket. [`connection::Connection::send`] puts the
 //!   message in the outbox and hands it to the connection task, which writes it to the socket when open,
 //!   resends it after every reconnect, and marks it sent when the server's `ack` arrives.
@@ -16,6 +16,7 @@
 //!   `/api` HTTP calls.
 //! - [`store`]: pure per-room state (ordered, deduplicated log; outbox), unit-tested natively.
 //! - [`storage`]: localStorage as JSON.
+//! - [`text`]: message text cut into plain runs and web links (pure, unit-tested natively).
 //!
 //! Wire types all come from the `shared` crate.
 
@@ -25,6 +26,7 @@ pub mod components;
 pub mod connection;
 pub mod storage;
 pub mod store;
+pub mod text;
 
 use auth::{EXPIRED, Identity, Screen, initial_screen};
 use components::{ChatView, SignIn};

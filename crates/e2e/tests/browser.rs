@@ -53,6 +53,44 @@ async fn two_pages_relay_a_message() {
         assert_ne!(page.client.title().await.expect("title"), "pwned");
     }
 
+    // Shift+Enter starts a new line; Enter sends the two lines as one message.
+    let input = a
+        .client
+        .find(fantoccini::Locator::Css(&e2e::testid("message-input")))
+        .await
+        .expect("input");
+    input
+        .send_keys("line one\u{E008}\u{E007}\u{E000}line two\u{E007}")
+        .await
+        .expect("type");
+    b.wait_messages("to show both lines as one message", |m| {
+        count(m, "line one\nline two") == 1
+    })
+    .await;
+
+    // An http(s) address becomes a link that opens without giving the other site this page.
+    a.send("the guide: https://example.com/guide. javascript:alert(1)")
+        .await;
+    b.wait_messages("to show the link message", |m| {
+        count(m, "https://example.com/guide") == 1
+    })
+    .await;
+    let links = b
+        .client
+        .find_all(fantoccini::Locator::Css("[data-testid=\"message\"] a"))
+        .await
+        .expect("query");
+    assert_eq!(links.len(), 1, "one link, and no javascript: one");
+    let link = &links[0];
+    assert_eq!(
+        link.attr("href").await.expect("href").as_deref(),
+        Some("https://example.com/guide")
+    );
+    assert_eq!(
+        link.attr("rel").await.expect("rel").as_deref(),
+        Some("noopener noreferrer")
+    );
+
     a.close().await;
     b.close().await;
 }
@@ -85,6 +123,15 @@ async fn server_restart_reconnects_and_the_outbox_delivers_exactly_once() {
         .await;
     }
 
+    let banner = a
+        .wait_text(
+            "offline-banner",
+            "saying what happens to what is typed",
+            |t| t.contains("sent when the connection is back"),
+        )
+        .await;
+    assert!(banner.to_lowercase().contains("offline"), "{banner}");
+
     a.send("typed while down").await;
     let shown = a
         .wait_messages("to show the pending message", |m| {
@@ -100,6 +147,8 @@ async fn server_restart_reconnects_and_the_outbox_delivers_exactly_once() {
     server.restart().await;
     a.wait_connected().await;
     b.wait_connected().await;
+    a.wait_text("offline-banner", "gone once connected", str::is_empty)
+        .await;
     assert_eq!(
         a.text("current-user").await,
         guest,

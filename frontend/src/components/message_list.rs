@@ -4,6 +4,8 @@
 
 use crate::connection::Connection;
 use crate::store::{Delivery, Shown};
+use crate::text::{self, Part};
+use leptos::either::Either;
 use leptos::html::Ol;
 use leptos::prelude::*;
 use shared::{RoomId, Seq, Timestamp};
@@ -63,7 +65,16 @@ pub fn MessageList(room: RoomId) -> impl IntoView {
     };
 
     view! {
-        <ol class="messages" data-testid="message-list" node_ref=list on:scroll=on_scroll>
+        // A live region: screen readers announce the messages added to it.
+        <ol
+            class="messages"
+            data-testid="message-list"
+            node_ref=list
+            on:scroll=on_scroll
+            aria-live="polite"
+            aria-relevant="additions"
+            aria-label="Messages"
+        >
             <li class="older" hidden=move || older_than.get().is_none()>
                 <button type="button" data-testid="load-older" on:click=move |_| load_older()>
                     "Load older messages"
@@ -79,7 +90,7 @@ pub fn MessageList(room: RoomId) -> impl IntoView {
     }
 }
 
-/// One message; the text is rendered as a text node, never as HTML.
+/// One message; the text is rendered as text nodes and `http(s)` links ([`text::parts`]), never as HTML.
 #[component]
 fn Message(entry: Shown, me: RwSignal<Option<shared::UserName>>) -> impl IntoView {
     let own = entry.sender.is_none();
@@ -106,7 +117,23 @@ fn Message(entry: Shown, me: RwSignal<Option<shared::UserName>>) -> impl IntoVie
             <time class="time" datetime=entry.timestamp.to_string()>
                 {local_time(entry.timestamp)}
             </time>
-            <p class="text">{entry.text.to_string()}</p>
+            <p class="text">
+                {text::parts(entry.text.as_str())
+                    .into_iter()
+                    .map(|part| match part {
+                        Part::Text(t) => Either::Left(t.to_owned()),
+                        Part::Link(url) => {
+                            Either::Right(
+                                view! {
+                                    <a href=url.to_owned() rel="noopener noreferrer" target="_blank">
+                                        {url.to_owned()}
+                                    </a>
+                                },
+                            )
+                        }
+                    })
+                    .collect_view()}
+            </p>
             {label.map(|l| view! { <span class="delivery">{l}</span> })}
         </li>
     }

@@ -1,4 +1,5 @@
-//! The header: connection state, current user, the account buttons, and any notice from the server.
+//! The header: connection state, current user, the account buttons, the offline banner, and any notice
+//! from the server.
 
 use crate::connection::{ConnState, Connection};
 use leptos::prelude::*;
@@ -26,6 +27,17 @@ pub fn StatusBar(children: Children) -> impl IntoView {
             </span>
             {children()}
         </header>
+        // While the connection is being re-established: what happens to what the user types.
+        {move || {
+            matches!(state.status.get(), ConnState::Reconnecting { .. })
+                .then(|| {
+                    view! {
+                        <p class="offline" data-testid="offline-banner" role="status">
+                            "You are offline. What you write is kept on this device and sent when the connection is back."
+                        </p>
+                    }
+                })
+        }}
         {move || {
             state
                 .notice
