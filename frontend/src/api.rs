@@ -93,7 +93,7 @@ async fn call(
     if response.ok() {
         return Ok(Answer { status, text });
     }
-    Err(match serde_json::from_str::<ApiError>(&text) {
+    Err(match crate::json::from_str::<ApiError>(&text) {
         Ok(ApiError { error }) => ApiFailure::Refused {
             status,
             code: error.code,
@@ -109,7 +109,7 @@ async fn call(
 
 /// A successful answer's JSON body.
 fn body<T: DeserializeOwned>(answer: Answer) -> Result<T, ApiFailure> {
-    serde_json::from_str(&answer.text).map_err(|_| ApiFailure::Refused {
+    crate::json::from_str(&answer.text).map_err(|_| ApiFailure::Refused {
         status: answer.status,
         code: String::new(),
         message: "the server's answer could not be read".to_owned(),

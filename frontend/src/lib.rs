@@ -15,7 +15,7 @@
 //! - [`auth`]: who we are and the decisions about sessions (pure, unit-tested natively); [`api`]: the
 //!   `/api` HTTP calls.
 //! - [`store`]: pure per-room state (ordered, deduplicated log; outbox), unit-tested natively.
-//! - [`storage`]: localStorage as JSON.
+//! - [`storage`]: localStorage as JSON; [`json`]: reading JSON through the browser's parser.
 //! - [`text`]: message text cut into plain runs and web links (pure, unit-tested natively).
 //!
 //! Wire types all come from the `shared` crate.
@@ -24,6 +24,7 @@ pub mod api;
 pub mod auth;
 pub mod components;
 pub mod connection;
+pub mod json;
 pub mod storage;
 pub mod store;
 pub mod text;

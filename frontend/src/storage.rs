@@ -19,19 +19,16 @@ fn local_storage() -> Option<web_sys::Storage> {
 pub fn load<T: DeserializeOwned>(key: &str) -> Option<T> {
     let storage = local_storage()?;
     let text = storage.get_item(key).ok()??;
-    match serde_json::from_str(&text) {
+    match crate::json::from_str(&text) {
         Ok(value) => Some(value),
         Err(e) => {
             let backup = format!("{key}.unreadable");
             if storage.get_item(&backup).ok().flatten().is_none() {
                 let _ = storage.set_item(&backup, &text);
             }
-            // Where, not serde_json's wording: its messages (and io's) would add a kilobyte to the wasm.
-            let (line, column) = (e.line(), e.column());
             web_sys::console::warn_1(
                 &format!(
-                    "localStorage {key:?} could not be read (at line {line}, column {column}); \
-                     a copy is kept as {backup:?}"
+                    "localStorage {key:?} could not be read ({e:?}); a copy is kept as {backup:?}"
                 )
                 .into(),
             );

@@ -304,3 +304,36 @@ async fn a_message_too_big_for_the_server_fails_at_once() {
     );
     connection.close();
 }
+
+#[wasm_bindgen_test]
+fn json_is_read_through_the_browser_and_bad_storage_is_kept_aside() {
+    let frame = r#"{"type":"history","room":"dev","before":3,"messages":[{"seq":2,"sender":"ann","text":"hi","timestamp":"2026-11-25T10:40:31.123Z"}],"more":true}"#;
+    let read: shared::ServerMessage = frontend::json::from_str(frame).expect("a history frame");
+    assert!(
+        matches!(&read, shared::ServerMessage::History { messages, more: true, .. } if messages.len() == 1 && messages[0].seq == 2),
+        "{read:?}"
+    );
+    assert!(matches!(
+        frontend::json::from_str::<shared::ServerMessage>("{not json"),
+        Err(frontend::json::ReadError::Syntax(_))
+    ));
+    assert!(matches!(
+        frontend::json::from_str::<shared::ServerMessage>(r#"{"type":"chat","seq":-1}"#),
+        Err(frontend::json::ReadError::Shape(_))
+    ));
+
+    let key = format!("test.corrupt.{}", unique());
+    let storage = web_sys::window()
+        .and_then(|w| w.local_storage().ok().flatten())
+        .expect("localStorage");
+    storage.set_item(&key, "{not json").expect("write");
+    assert_eq!(frontend::storage::load::<Store>(&key), None);
+    assert_eq!(
+        storage
+            .get_item(&format!("{key}.unreadable"))
+            .expect("read")
+            .as_deref(),
+        Some("{not json"),
+        "the unreadable text is kept for the user"
+    );
+}

@@ -276,7 +276,7 @@ impl Task {
     /// to send one of our chats (or joins) again later.
     fn handle(&mut self, text: &str) -> Option<Duration> {
         // A frame this version cannot read (a newer server's) is skipped.
-        let Ok(message) = serde_json::from_str::<ServerMessage>(text) else {
+        let Ok(message) = crate::json::from_str::<ServerMessage>(text) else {
             return None;
         };
         let store = self.state.store;
