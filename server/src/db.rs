@@ -76,6 +76,13 @@ const MIGRATIONS: &[&str] = &[
         revoked    INTEGER NOT NULL DEFAULT 0
     ) WITHOUT ROWID;
     CREATE INDEX sessions_by_user ON sessions (user);",
+    // 3: each account's list of rooms and the newest seq it read in each.
+    "CREATE TABLE user_rooms (
+        user      TEXT NOT NULL,
+        room      TEXT NOT NULL,
+        last_read INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (user, room)
+    ) WITHOUT ROWID;",
 ];
 
 /// Why the database could not be opened or used.

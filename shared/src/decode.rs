@@ -8,7 +8,7 @@ use crate::{ClientMessage, ClientMsgId, ErrorCode};
 
 /// The `type` values of [`ClientMessage`].
 const KNOWN_TYPES: &[&str] = &[
-    "chat", "join", "create", "leave", "invite", "remove", "history", "ping",
+    "chat", "join", "create", "leave", "invite", "remove", "history", "read", "ping",
 ];
 
 /// Why a frame was refused; becomes a [`crate::ServerMessage::Error`].
@@ -121,6 +121,10 @@ mod tests {
                 room: room.clone(),
                 before: 7,
             },
+            ClientMessage::Read {
+                room: room.clone(),
+                seq: 9,
+            },
             ClientMessage::Remove { room, user },
             ClientMessage::Ping,
         ];
@@ -133,6 +137,7 @@ mod tests {
                 | ClientMessage::Invite { .. }
                 | ClientMessage::Remove { .. }
                 | ClientMessage::History { .. }
+                | ClientMessage::Read { .. }
                 | ClientMessage::Ping => {}
             }
         }

@@ -24,7 +24,9 @@ pub mod time;
 
 pub use decode::{DecodeError, decode_client};
 pub use ids::{ChatText, ClientMsgId, IdError, RoomId, Seq, UserName};
-pub use message::{ClientMessage, ErrorCode, HISTORY_PAGE, HistoryEntry, JOIN_PAGE, ServerMessage};
+pub use message::{
+    ClientMessage, ErrorCode, HISTORY_PAGE, HistoryEntry, JOIN_PAGE, RoomSummary, ServerMessage,
+};
 pub use time::Timestamp;
 
 /// Default largest inbound frame, in bytes, that a server accepts (a larger one closes the connection with
@@ -33,7 +35,7 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 * 1024;
 
 /// The version of this protocol, sent in the welcome ([`ServerMessage::Status`]). 1: the first release;
 /// 2: `create`, `remove`, `created`, `removed`, `retry_after_ms`, and `join` no longer creates rooms;
-/// 3: `history` (both ways), and a `join` without `since` replays the newest page.
+/// 3: `history` (both ways), a `join` without `since` replays the newest page, `read` and `rooms`.
 pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The room every connection is in from the start, and the room of a `chat` that names none.

@@ -83,9 +83,31 @@ pub enum ClientMessage {
         /// Only messages with a smaller `seq`.
         before: Seq,
     },
+    /// The user has seen `room` up to `seq`: `{"type":"read","room":"dev","seq":42}`. For accounts the
+    /// server keeps the highest such `seq` per room (see [`ServerMessage::Rooms`]); no answer.
+    Read {
+        /// The room.
+        room: RoomId,
+        /// The newest `seq` seen.
+        seq: Seq,
+    },
     /// An application-level heartbeat (browsers cannot see WebSocket pings): the server answers
     /// [`ServerMessage::Pong`] at once.
     Ping,
+}
+
+/// One of a user's rooms in [`ServerMessage::Rooms`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomSummary {
+    /// The room.
+    pub room: RoomId,
+    /// The newest `seq` the user has read there (see [`ClientMessage::Read`]).
+    pub last_read: Seq,
+    /// The room's newest `seq`; `head - last_read` messages are unread.
+    pub head: Seq,
+    /// Only members may use it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub private: bool,
 }
 
 /// How many of a room's newest messages a `join` without `since` replays.
@@ -230,6 +252,13 @@ pub enum ServerMessage {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         more: bool,
     },
+    /// Sent to an account after the welcome: the rooms it joined (with `join`, on any device, until it
+    /// sent `leave`), with what it has read of each, e.g.
+    /// `{"type":"rooms","rooms":[{"room":"dev","last_read":40,"head":42}]}`.
+    Rooms {
+        /// The user's rooms, by name.
+        rooms: Vec<RoomSummary>,
+    },
     /// The answer to [`ClientMessage::Ping`].
     Pong,
 }
@@ -248,6 +277,7 @@ enum ServerKind {
     Left,
     Error,
     History,
+    Rooms,
     Pong,
 }
 
@@ -274,6 +304,7 @@ struct ServerFrame {
     before: Option<Seq>,
     messages: Option<Vec<HistoryEntry>>,
     more: Option<bool>,
+    rooms: Option<Vec<RoomSummary>>,
 }
 
 /// A field the frame's `type` requires is absent.
@@ -345,6 +376,9 @@ impl TryFrom<ServerFrame> for ServerMessage {
                 before: required(f.before, "before")?,
                 messages: required(f.messages, "messages")?,
                 more: f.more.unwrap_or(false),
+            },
+            ServerKind::Rooms => Self::Rooms {
+                rooms: required(f.rooms, "rooms")?,
             },
             ServerKind::Pong => Self::Pong,
         })

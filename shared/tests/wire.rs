@@ -144,6 +144,25 @@ fn server_frames() {
             },
             r#"{"type":"history","room":"dev","before":1,"messages":[]}"#,
         ),
+        (
+            ServerMessage::Rooms {
+                rooms: vec![
+                    shared::RoomSummary {
+                        room: room("dev"),
+                        last_read: 40,
+                        head: 42,
+                        private: false,
+                    },
+                    shared::RoomSummary {
+                        room: room("team"),
+                        last_read: 0,
+                        head: 0,
+                        private: true,
+                    },
+                ],
+            },
+            r#"{"type":"rooms","rooms":[{"room":"dev","last_read":40,"head":42},{"room":"team","last_read":0,"head":0,"private":true}]}"#,
+        ),
         (ServerMessage::Pong, r#"{"type":"pong"}"#),
     ];
     for (message, json) in cases {
@@ -166,6 +185,7 @@ fn server_frames_missing_a_required_field_are_refused() {
         r#"{"type":"left","room":"dev"}"#,
         r#"{"type":"error","code":"forbidden","message":"no"}"#,
         r#"{"type":"history","room":"dev","before":3,"messages":[]}"#,
+        r#"{"type":"rooms","rooms":[]}"#,
     ];
     for json in complete {
         serde_json::from_str::<ServerMessage>(json).unwrap_or_else(|e| panic!("{json}: {e}"));
@@ -218,6 +238,13 @@ fn client_frames() {
             ClientMessage::Join {
                 room: room("dev"),
                 since: None,
+            },
+        ),
+        (
+            r#"{"type":"read","room":"dev","seq":42}"#,
+            ClientMessage::Read {
+                room: room("dev"),
+                seq: 42,
             },
         ),
         (

@@ -87,6 +87,10 @@ pub mod keys {
     pub const REVOKED: &str = "chat:revoked";
     /// The token signing key.
     pub const TOKEN_KEY: &str = "chat:token-key";
+    /// An account's rooms (sorted set: room -> the newest seq it read there).
+    pub fn user_rooms(name: &str) -> String {
+        format!("chat:user-rooms:{name}")
+    }
     /// A shared token bucket: what it budgets (e.g. `login`) and for whom.
     pub fn throttle(what: &str, key: &str) -> String {
         format!("chat:throttle:{what}:{key}")

@@ -5,7 +5,7 @@
 //! fsync) covers many messages; reads for replay come from any connection, concurrently.
 //!
 //! The backend also keeps the rooms themselves: which exist, which are private, who owns and who may use
-//! them. Keeping both in one store lets an append refuse, in the same transaction that assigns the `seq`,
+//! them; and each account's list of rooms with what it read of each. Keeping both in one store lets an append refuse, in the same transaction that assigns the `seq`,
 //! a message to a private room from a non-member: no race between "is it private?" and "store it" exists.
 //!
 //! Backends: [`sqlite::SqliteHistory`] (the embedded default) and [`redis::RedisHistory`] (several nodes on
@@ -16,7 +16,7 @@ pub mod sqlite;
 
 use crate::hub::ConnId;
 use futures_util::future::BoxFuture;
-use shared::{ChatText, ClientMsgId, RoomId, Seq, ServerMessage, Timestamp, UserName};
+use shared::{ChatText, ClientMsgId, RoomId, RoomSummary, Seq, ServerMessage, Timestamp, UserName};
 use std::time::Duration;
 
 /// What a page costs beyond its text, per message (JSON keys, names, timestamp), for the byte limit.
@@ -217,7 +217,26 @@ pub trait History: Send + Sync + std::fmt::Debug + 'static {
         member: bool,
     ) -> BoxFuture<'_, Result<bool, HistoryError>>;
 
-    /// Forgets `user` as a member and as an owner everywhere (the account was deleted: whoever registers
-    /// the name later must not inherit its rooms).
+    /// Forgets `user` as a member and as an owner everywhere, and its list of rooms (the account was
+    /// deleted: whoever registers the name later must not inherit its rooms).
     fn forget_user(&self, user: UserName) -> BoxFuture<'_, Result<(), HistoryError>>;
+
+    /// The rooms in `user`'s list, by name, with what the user read of each and each room's head.
+    fn rooms_of(&self, user: UserName) -> BoxFuture<'_, Result<Vec<RoomSummary>, HistoryError>>;
+
+    /// Adds `room` to `user`'s list (`keep: true`; nothing read yet if it was not there) or takes it off.
+    fn keep_room(
+        &self,
+        user: UserName,
+        room: RoomId,
+        keep: bool,
+    ) -> BoxFuture<'_, Result<(), HistoryError>>;
+
+    /// Raises what `user` read of `room` (in the list) to `seq`; a lower `seq` changes nothing.
+    fn mark_read(
+        &self,
+        user: UserName,
+        room: RoomId,
+        seq: Seq,
+    ) -> BoxFuture<'_, Result<(), HistoryError>>;
 }

@@ -15,7 +15,7 @@ use super::{
 use crate::broker::{Broker, CONTROL_CHANNEL, keys};
 use futures_util::future::BoxFuture;
 use redis::Value;
-use shared::{ChatText, ClientMsgId, RoomId, Seq, Timestamp, UserName};
+use shared::{ChatText, ClientMsgId, RoomId, RoomSummary, Seq, Timestamp, UserName};
 use std::{collections::HashMap, sync::Arc};
 
 /// Most messages one call of the prune script deletes (it runs again while there are more).
@@ -353,6 +353,91 @@ impl History for RedisHistory {
             for room in self.broker.rooms().await? {
                 self.room_op(&room, &["forget", user.as_str()]).await?;
             }
+            let mut del = redis::cmd("DEL");
+            del.arg(keys::user_rooms(user.as_str()));
+            let _: i64 = self.broker.command(&del).await?;
+            Ok(())
+        })
+    }
+
+    fn rooms_of(&self, user: UserName) -> BoxFuture<'_, Result<Vec<RoomSummary>, HistoryError>> {
+        Box::pin(async move {
+            let mut range = redis::cmd("ZRANGE");
+            range
+                .arg(keys::user_rooms(user.as_str()))
+                .arg(0)
+                .arg(-1)
+                .arg("WITHSCORES");
+            let listed: Vec<(String, f64)> = self.broker.command(&range).await?;
+            let listed: Vec<(RoomId, Seq)> = listed
+                .into_iter()
+                .filter_map(|(name, read)| Some((RoomId::new(name).ok()?, read.max(0.0) as Seq)))
+                .collect();
+            let mut metas = redis::pipe();
+            for (room, _) in &listed {
+                metas
+                    .cmd("HMGET")
+                    .arg(keys::meta(room))
+                    .arg("head")
+                    .arg("private");
+            }
+            let metas: Vec<(Option<u64>, Option<String>)> = if listed.is_empty() {
+                Vec::new()
+            } else {
+                self.broker.pipeline(&metas).await?
+            };
+            let mut rooms: Vec<RoomSummary> = listed
+                .into_iter()
+                .zip(metas)
+                .map(|((room, last_read), (head, private))| RoomSummary {
+                    room,
+                    last_read,
+                    head: head.unwrap_or(0),
+                    private: private.as_deref() == Some("1"),
+                })
+                .collect();
+            rooms.sort_by(|a, b| a.room.cmp(&b.room));
+            Ok(rooms)
+        })
+    }
+
+    fn keep_room(
+        &self,
+        user: UserName,
+        room: RoomId,
+        keep: bool,
+    ) -> BoxFuture<'_, Result<(), HistoryError>> {
+        Box::pin(async move {
+            let key = keys::user_rooms(user.as_str());
+            let cmd = if keep {
+                let mut add = redis::cmd("ZADD");
+                add.arg(key).arg("NX").arg(0).arg(room.as_str());
+                add
+            } else {
+                let mut rem = redis::cmd("ZREM");
+                rem.arg(key).arg(room.as_str());
+                rem
+            };
+            let _: i64 = self.broker.command(&cmd).await?;
+            Ok(())
+        })
+    }
+
+    fn mark_read(
+        &self,
+        user: UserName,
+        room: RoomId,
+        seq: Seq,
+    ) -> BoxFuture<'_, Result<(), HistoryError>> {
+        Box::pin(async move {
+            // XX: only a room in the list; GT: only ever raised.
+            let mut add = redis::cmd("ZADD");
+            add.arg(keys::user_rooms(user.as_str()))
+                .arg("XX")
+                .arg("GT")
+                .arg(seq)
+                .arg(room.as_str());
+            let _: i64 = self.broker.command(&add).await?;
             Ok(())
         })
     }

@@ -11,7 +11,7 @@ use super::{
 use crate::db::Database;
 use futures_util::future::BoxFuture;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
-use shared::{ChatText, ClientMsgId, RoomId, Seq, Timestamp, UserName};
+use shared::{ChatText, ClientMsgId, RoomId, RoomSummary, Seq, Timestamp, UserName};
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex, MutexGuard},
@@ -381,9 +381,75 @@ impl History for SqliteHistory {
     fn forget_user(&self, user: UserName) -> BoxFuture<'_, Result<(), HistoryError>> {
         Box::pin(self.db.write(move |tx| {
             tx.execute("DELETE FROM room_members WHERE user = ?1", [user.as_str()])?;
+            tx.execute("DELETE FROM user_rooms WHERE user = ?1", [user.as_str()])?;
             tx.execute(
                 "UPDATE rooms SET owner = NULL WHERE owner = ?1",
                 [user.as_str()],
+            )?;
+            Ok(())
+        }))
+    }
+
+    fn rooms_of(&self, user: UserName) -> BoxFuture<'_, Result<Vec<RoomSummary>, HistoryError>> {
+        Box::pin(self.db.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT u.room, u.last_read, COALESCE(r.head, 0), COALESCE(r.private, 0)
+                 FROM user_rooms u LEFT JOIN rooms r ON r.name = u.room
+                 WHERE u.user = ?1 ORDER BY u.room",
+            )?;
+            let rows = stmt.query_map([user.as_str()], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, bool>(3)?,
+                ))
+            })?;
+            let mut rooms = Vec::new();
+            for row in rows {
+                let (name, last_read, head, private) = row?;
+                let room = RoomId::new(&name).map_err(|e| HistoryError::Corrupt {
+                    room: name.clone(),
+                    detail: e.to_string(),
+                })?;
+                rooms.push(RoomSummary {
+                    room,
+                    last_read: last_read.max(0) as Seq,
+                    head: head.max(0) as Seq,
+                    private,
+                });
+            }
+            Ok(rooms)
+        }))
+    }
+
+    fn keep_room(
+        &self,
+        user: UserName,
+        room: RoomId,
+        keep: bool,
+    ) -> BoxFuture<'_, Result<(), HistoryError>> {
+        Box::pin(self.db.write(move |tx| {
+            let sql = if keep {
+                "INSERT INTO user_rooms (user, room) VALUES (?1, ?2) ON CONFLICT DO NOTHING"
+            } else {
+                "DELETE FROM user_rooms WHERE user = ?1 AND room = ?2"
+            };
+            tx.execute(sql, params![user.as_str(), room.as_str()])?;
+            Ok(())
+        }))
+    }
+
+    fn mark_read(
+        &self,
+        user: UserName,
+        room: RoomId,
+        seq: Seq,
+    ) -> BoxFuture<'_, Result<(), HistoryError>> {
+        Box::pin(self.db.write(move |tx| {
+            tx.execute(
+                "UPDATE user_rooms SET last_read = ?3 WHERE user = ?1 AND room = ?2 AND last_read < ?3",
+                params![user.as_str(), room.as_str(), seq.min(i64::MAX as u64) as i64],
             )?;
             Ok(())
         }))

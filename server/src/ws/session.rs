@@ -5,8 +5,11 @@
 //!   `retry_after_ms`, and a close with 4029 for a client that keeps ignoring those), then is decoded
 //!   once ([`shared::decode_client`]); `chat` goes to the [`crate::relay`], `join` replays history and
 //!   subscribes, `create`, `invite` and `remove` change rooms through [`crate::access`], `leave`
-//!   unsubscribes, `ping` gets `pong`, anything invalid gets an `error` and changes nothing;
+//!   unsubscribes, `history` answers a page of older messages, `read` keeps an account's read mark,
+//!   `ping` gets `pong`, anything invalid gets an `error` and changes nothing;
 //! - its [`crate::mailbox`]: room deliveries and acks, written in batches with one flush;
+//! - an account's list of rooms: sent after the welcome (`rooms`), added to by every `join`, taken
+//!   from by `leave`, so the rooms and what was read follow the user to another browser;
 //! - heartbeats: a WebSocket Ping every `ping_interval`; a peer silent for `ping_timeout` is closed (4000);
 //! - the node's shutdown (1001), the token's expiry and the session being signed out (4501).
 //!
@@ -40,7 +43,7 @@ use shared::{
     ClientMessage, ClientMsgId, ErrorCode, RoomId, Seq, ServerMessage, Timestamp, UserName, close,
 };
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     future::Future,
     net::IpAddr,
     task::{Context, Poll},
@@ -140,6 +143,9 @@ struct Session<S> {
     mailbox: Mailbox,
     /// Joined rooms and the last `seq` written to the socket for each (`None`: nothing yet, deliver all).
     rooms: HashMap<RoomId, Option<Seq>>,
+    /// For an account: the rooms in its list as far as this session knows (a `join` adds to the list, a
+    /// `leave` takes off). `None` for a guest, which has no list.
+    listed: Option<HashSet<RoomId>>,
     last_heard: Instant,
     /// This connection's frame budget.
     frames: TokenBucket,
@@ -179,6 +185,8 @@ where
         addr: peer.addr,
         mailbox,
         rooms: HashMap::new(),
+        // Guests get a token for their next connection; accounts have their own.
+        listed: peer.token.is_none().then(HashSet::new),
         last_heard: Instant::now(),
         frames,
         strikes: 0,
@@ -241,6 +249,9 @@ where
             return end;
         }
         self.subscribe(RoomId::lobby(), None);
+        if let Err(end) = self.send_room_list().await {
+            return end;
+        }
 
         let config = &self.node.config;
         let (ping_every, timeout) = (config.ping_interval, config.ping_timeout);
@@ -388,7 +399,8 @@ where
                     | ClientMessage::Leave { room }
                     | ClientMessage::Invite { room, .. }
                     | ClientMessage::Remove { room, .. }
-                    | ClientMessage::History { room, .. },
+                    | ClientMessage::History { room, .. }
+                    | ClientMessage::Read { room, .. },
                 ) => (None, Some(room)),
                 Ok(ClientMessage::Ping) => (None, None),
                 Err(e) => (e.id, None),
@@ -414,6 +426,15 @@ where
                     return self.forbidden(room).await;
                 }
                 self.join(room, since).await
+            }
+            ClientMessage::Read { room, seq } => {
+                if self.listed.as_ref().is_some_and(|l| l.contains(&room)) {
+                    let history = &self.node.history;
+                    if let Err(e) = history.mark_read(self.user.clone(), room, seq).await {
+                        tracing::error!(conn = self.conn, error = %e, "storing a read mark failed");
+                    }
+                }
+                Ok(())
             }
             ClientMessage::History { room, before } => {
                 if !self.allowed(&room).await? {
@@ -477,6 +498,7 @@ where
                 if self.rooms.remove(&room).is_some() {
                     self.node.hub.leave(&room, self.conn);
                 }
+                self.list(&room, false).await;
                 self.send(&ServerMessage::Left { room }).await
             }
             ClientMessage::Ping => self.send(&ServerMessage::Pong).await,
@@ -699,8 +721,48 @@ where
         self.joined(room, page.head).await
     }
 
+    /// Sends an account its list of rooms, always as the frame after the welcome. When the list cannot
+    /// be read it is sent empty (logged): clients only add the rooms listed, never drop others.
+    async fn send_room_list(&mut self) -> Result<(), End> {
+        if self.listed.is_none() {
+            return Ok(());
+        }
+        let rooms = match self.node.history.rooms_of(self.user.clone()).await {
+            Ok(rooms) => rooms,
+            Err(e) => {
+                tracing::error!(conn = self.conn, error = %e, "reading the user's rooms failed");
+                Vec::new()
+            }
+        };
+        self.listed = Some(rooms.iter().map(|r| r.room.clone()).collect());
+        self.send(&ServerMessage::Rooms { rooms }).await
+    }
+
+    /// Puts `room` in an account's list (`keep`) or takes it off, when that changes the list.
+    async fn list(&mut self, room: &RoomId, keep: bool) {
+        let Some(listed) = &mut self.listed else {
+            return;
+        };
+        let changed = if keep {
+            listed.insert(room.clone())
+        } else {
+            listed.remove(room)
+        };
+        if changed {
+            let stored = self
+                .node
+                .history
+                .keep_room(self.user.clone(), room.clone(), keep)
+                .await;
+            if let Err(e) = stored {
+                tracing::error!(conn = self.conn, %room, error = %e, "updating the user's rooms failed");
+            }
+        }
+    }
+
     /// Ends a `join`: deliveries up to `head` are duplicates of what was just replayed, from here on.
     async fn joined(&mut self, room: RoomId, head: Seq) -> Result<(), End> {
+        self.list(&room, true).await;
         self.rooms.insert(room.clone(), Some(head));
         self.node.sequencer.joined(&room, head);
         self.send(&ServerMessage::Joined { room, head }).await

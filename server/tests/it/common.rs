@@ -362,6 +362,8 @@ pub(crate) struct Client {
     pub(crate) user: String,
     /// The token from the welcome.
     pub(crate) token: String,
+    /// An account's list of rooms (the `rooms` frame after the welcome); `Null` for a guest.
+    pub(crate) rooms: Value,
 }
 
 impl Client {
@@ -379,6 +381,7 @@ impl Client {
             ws,
             user: String::new(),
             token: String::new(),
+            rooms: Value::Null,
         };
         let welcome = c.recv().await;
         assert_eq!(
@@ -389,6 +392,14 @@ impl Client {
         c.user = welcome["user"].as_str().expect("user").to_owned();
         // Guests get a token to keep their name; accounts already have theirs.
         c.token = welcome["token"].as_str().unwrap_or_default().to_owned();
+        if c.token.is_empty() {
+            let rooms = c.recv().await;
+            assert_eq!(
+                rooms["type"], "rooms",
+                "an account's second frame is its list of rooms: {rooms}"
+            );
+            c.rooms = rooms["rooms"].clone();
+        }
         c
     }
 

@@ -13,6 +13,7 @@ const QUIET: Duration = Duration::from_millis(300);
 
 // Accounts, sessions and private rooms are kept by the store: both stores keep the same promises.
 in_both_modes!(
+    an_accounts_rooms_and_what_it_read_follow_it_to_its_next_connection,
     a_deleted_account_is_gone_and_its_name_inherits_nothing,
     owners_remove_members_who_stop_receiving_at_once,
     private_rooms_admit_members_only_and_never_leak_history,
@@ -325,6 +326,48 @@ async fn with_loopback_origins_pages_on_this_machine_may_connect_and_no_one_else
     }
 }
 
+async fn an_accounts_rooms_and_what_it_read_follow_it_to_its_next_connection(mode: Mode) {
+    let server = accounts_server(mode).await;
+    let url = server.ws_url();
+    let token = register(&server, "ann").await;
+    let mut first = Client::reconnect(&url, &token).await;
+    assert_eq!(first.rooms, json!([]), "a new account has no rooms yet");
+    for room in ["lobby", "dev", "ops"] {
+        first.send(json!({"type": "join", "room": room})).await;
+        first.expect("joined").await;
+    }
+    first.chat("dev", "d1", "one").await;
+    first.expect("ack").await;
+    first.chat("dev", "d2", "two").await;
+    first.expect("ack").await;
+    first.send(json!({"type": "read", "room": "dev", "seq": 1}))
+        .await;
+    first.send(json!({"type": "read", "room": "dev", "seq": 0}))
+        .await; // lower: changes nothing
+    first.send(json!({"type": "read", "room": "elsewhere", "seq": 9}))
+        .await; // not in the list: nothing
+    first.send(json!({"type": "leave", "room": "ops"})).await;
+    first.expect("left").await;
+    first.send(json!({"type": "create", "room": "team", "private": true}))
+        .await;
+    first.expect("created").await;
+    first.expect("joined").await;
+
+    // Another device of the same account.
+    let other = Client::reconnect(&url, &token).await;
+    assert_eq!(
+        other.rooms,
+        json!([
+            {"room": "dev", "last_read": 1, "head": 2},
+            {"room": "lobby", "last_read": 0, "head": 0},
+            {"room": "team", "last_read": 0, "head": 0, "private": true},
+        ])
+    );
+    // Another account's list is its own.
+    let bob = register(&server, "bob").await;
+    assert_eq!(Client::reconnect(&url, &bob).await.rooms, json!([]));
+}
+
 async fn private_rooms_admit_members_only_and_never_leak_history(mode: Mode) {
     let server = accounts_server(mode).await;
     let url = server.ws_url();
@@ -630,6 +673,10 @@ async fn a_deleted_account_is_gone_and_its_name_inherits_nothing(mode: Mode) {
         "invites resolve the name as registered"
     );
     let mut member = Client::reconnect(&url, &bob).await;
+    member
+        .send(json!({"type": "join", "room": "team", "since": 0}))
+        .await;
+    member.expect("joined").await;
 
     let (status, _) = post_as(
         &server,
@@ -659,6 +706,7 @@ async fn a_deleted_account_is_gone_and_its_name_inherits_nothing(mode: Mode) {
     // Whoever registers "bob" now is a stranger to the room.
     let new_bob = register(&server, "bob").await;
     let mut stranger = Client::reconnect(&url, &new_bob).await;
+    assert_eq!(stranger.rooms, json!([]), "nor does it inherit the old list");
     stranger
         .send(json!({"type": "join", "room": "team", "since": 0}))
         .await;
