@@ -24,7 +24,7 @@ pub use state::ConnState;
 use crate::store::{Outgoing, Store};
 use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
 use leptos::prelude::*;
-use shared::{ChatText, ClientMsgId, RoomId, Timestamp, UserName};
+use shared::{ChatText, ClientMessage, ClientMsgId, RoomId, Timestamp, UserName};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -115,13 +115,8 @@ impl ChatState {
 enum Command {
     /// A message just added to the outbox: send it now if the socket is open.
     Send(Outgoing),
-    /// Ask for the page of `room` before `before` (dropped while disconnected: the view asks again).
-    History {
-        /// The room.
-        room: RoomId,
-        /// The oldest `seq` shown.
-        before: shared::Seq,
-    },
+    /// A frame to send now if the socket is open (dropped otherwise; see [`Connection::frame`]).
+    Frame(ClientMessage),
     /// The browser came back online: stop waiting and reconnect now.
     Online,
     /// Close the socket and stop.
@@ -179,11 +174,15 @@ impl Connection {
     }
 
     /// Asks for the page of `room` just before `before` (its messages are added to the store when it
-    /// arrives). Asked while disconnected, nothing happens: the view asks again.
+    /// arrives).
     pub fn load_older(&self, room: RoomId, before: shared::Seq) {
-        let _ = self
-            .commands
-            .unbounded_send(Command::History { room, before });
+        self.frame(ClientMessage::History { room, before });
+    }
+
+    /// Sends `message` if the socket is open. A request made while disconnected is dropped: the view
+    /// asks again (a page of older messages is asked for again on the next scroll or click).
+    pub fn frame(&self, message: ClientMessage) {
+        let _ = self.commands.unbounded_send(Command::Frame(message));
     }
 
     /// Hides the current notice.

@@ -146,8 +146,8 @@ impl Task {
                         Some(Command::Close) | None => break true,
                         // Already in the outbox: it goes out after the next open.
                         Some(Command::Send(_)) => {}
-                        // Not connected: the view asks again.
-                        Some(Command::History { .. }) => {}
+                        // Not connected: dropped (see `Connection::frame`).
+                        Some(Command::Frame(_)) => {}
                     },
                 }
             };
@@ -236,9 +236,7 @@ impl Task {
                         socket.send(&message.to_message());
                     }
                 }
-                Step::Command(Some(Command::History { room, before })) => {
-                    socket.send(&ClientMessage::History { room, before });
-                }
+                Step::Command(Some(Command::Frame(message))) => socket.send(&message),
                 Step::Command(Some(Command::Online)) => {}
                 Step::Command(Some(Command::Close) | None) => {
                     socket.close(1000);
@@ -359,7 +357,9 @@ impl Task {
                 more,
                 ..
             } => store.update(|s| s.older(&room, messages, more)),
-            ServerMessage::Left { .. }
+            // The page shows the lobby only so far: an account's list of rooms waits for the room list.
+            ServerMessage::Rooms { .. }
+            | ServerMessage::Left { .. }
             | ServerMessage::Invited { .. }
             | ServerMessage::Created { .. }
             | ServerMessage::Removed { .. }

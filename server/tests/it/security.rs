@@ -340,15 +340,19 @@ async fn an_accounts_rooms_and_what_it_read_follow_it_to_its_next_connection(mod
     first.expect("ack").await;
     first.chat("dev", "d2", "two").await;
     first.expect("ack").await;
-    first.send(json!({"type": "read", "room": "dev", "seq": 1}))
+    first
+        .send(json!({"type": "read", "room": "dev", "seq": 1}))
         .await;
-    first.send(json!({"type": "read", "room": "dev", "seq": 0}))
+    first
+        .send(json!({"type": "read", "room": "dev", "seq": 0}))
         .await; // lower: changes nothing
-    first.send(json!({"type": "read", "room": "elsewhere", "seq": 9}))
+    first
+        .send(json!({"type": "read", "room": "elsewhere", "seq": 9}))
         .await; // not in the list: nothing
     first.send(json!({"type": "leave", "room": "ops"})).await;
     first.expect("left").await;
-    first.send(json!({"type": "create", "room": "team", "private": true}))
+    first
+        .send(json!({"type": "create", "room": "team", "private": true}))
         .await;
     first.expect("created").await;
     first.expect("joined").await;
@@ -706,7 +710,11 @@ async fn a_deleted_account_is_gone_and_its_name_inherits_nothing(mode: Mode) {
     // Whoever registers "bob" now is a stranger to the room.
     let new_bob = register(&server, "bob").await;
     let mut stranger = Client::reconnect(&url, &new_bob).await;
-    assert_eq!(stranger.rooms, json!([]), "nor does it inherit the old list");
+    assert_eq!(
+        stranger.rooms,
+        json!([]),
+        "nor does it inherit the old list"
+    );
     stranger
         .send(json!({"type": "join", "room": "team", "since": 0}))
         .await;
