@@ -147,6 +147,14 @@ fn with_security_headers(mut response: Response, policy: HeaderValue) -> Respons
     response
 }
 
+/// The version of the web app in `dir`: the first 16 hex digits of its page's SHA-256 (the page names
+/// every asset by its content hash, so any change to the app changes the page).
+pub fn app_version(dir: &Path) -> Option<String> {
+    let page = std::fs::read(dir.join("index.html")).ok()?;
+    let digest = Sha256::digest(&page);
+    Some(digest[..8].iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// The policy for the app in `index`: its inline scripts (trunk's loader) are allowed by hash.
 fn content_security_policy(index: &Path) -> HeaderValue {
     let html = std::fs::read_to_string(index).unwrap_or_default();

@@ -63,6 +63,9 @@ pub struct NodeInner {
     pub shutdown: CancellationToken,
     /// Tracks connection tasks so that shutdown can wait for them.
     pub tasks: TaskTracker,
+    /// Which build of the web app this node serves (a hash of its page), sent in the welcome so that
+    /// an open page notices a new deploy; `None` when no app is built.
+    pub app_version: Option<String>,
     next_conn: AtomicU64,
 }
 
@@ -83,6 +86,7 @@ impl Node {
         metrics: Arc<Metrics>,
     ) -> Self {
         let connections = Arc::new(Semaphore::new(config.max_connections));
+        let app_version = crate::http::app_version(&config.app_dir());
         let limits = Limits::new(&config, broker.as_ref());
         Self(Arc::new(NodeInner {
             config,
@@ -100,6 +104,7 @@ impl Node {
             connections,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            app_version,
             next_conn: AtomicU64::new(1),
         }))
     }

@@ -156,6 +156,10 @@ pub enum ServerMessage {
         /// side: a client that sees a version newer than its own can offer a reload.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         protocol: Option<u32>,
+        /// Which build of the web app the server serves (opaque; absent without one). A page that saw
+        /// another value in an earlier welcome is older than the app now deployed: it offers a reload.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        app: Option<String>,
     },
     /// A stored chat message, relayed to every connection in `room` except the one that sent it, and
     /// replayed after a `join` with `since`:
@@ -291,6 +295,7 @@ struct ServerFrame {
     user: Option<UserName>,
     token: Option<String>,
     protocol: Option<u32>,
+    app: Option<String>,
     sender: Option<UserName>,
     text: Option<ChatText>,
     timestamp: Option<Timestamp>,
@@ -331,6 +336,7 @@ impl TryFrom<ServerFrame> for ServerMessage {
                 user: f.user,
                 token: f.token,
                 protocol: f.protocol,
+                app: f.app,
             },
             ServerKind::Chat => Self::Chat {
                 sender: required(f.sender, "sender")?,

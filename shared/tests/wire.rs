@@ -24,6 +24,7 @@ fn server_frames() {
                 user: None,
                 token: None,
                 protocol: None,
+                app: None,
             },
             r#"{"type":"status","message":"Welcome to the chat!"}"#,
         ),
@@ -32,9 +33,10 @@ fn server_frames() {
                 message: "Welcome to the chat!".into(),
                 user: Some(UserName::new("ann").expect("name")),
                 token: None,
-                protocol: Some(2),
+                protocol: Some(3),
+                app: Some("5f1a9c0e2b7d4a61".into()),
             },
-            r#"{"type":"status","message":"Welcome to the chat!","user":"ann","protocol":2}"#,
+            r#"{"type":"status","message":"Welcome to the chat!","user":"ann","protocol":3,"app":"5f1a9c0e2b7d4a61"}"#,
         ),
         (
             ServerMessage::Chat {

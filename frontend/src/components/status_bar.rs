@@ -1,5 +1,5 @@
-//! The header: connection state, current user, the account buttons, the offline banner, and any notice
-//! from the server.
+//! The header: connection state, current user, the account buttons, the offline banner, the offer to
+//! reload after a deploy, and any notice from the server.
 
 use crate::connection::{ConnState, Connection};
 use leptos::prelude::*;
@@ -34,6 +34,24 @@ pub fn StatusBar(children: Children) -> impl IntoView {
                     view! {
                         <p class="offline" data-testid="offline-banner" role="status">
                             "You are offline. What you write is kept on this device and sent when the connection is back."
+                        </p>
+                    }
+                })
+        }}
+        // After a deploy: this page's code is older than the server's app.
+        {move || {
+            state
+                .outdated
+                .get()
+                .then(|| {
+                    view! {
+                        <p class="offline" data-testid="update-banner" role="status">
+                            "A new version of the chat is available."
+                            <button on:click=|_| {
+                                if let Some(w) = web_sys::window() {
+                                    let _ = w.location().reload();
+                                }
+                            }>"Reload"</button>
                         </p>
                     }
                 })

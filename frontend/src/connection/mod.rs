@@ -95,6 +95,8 @@ pub struct ChatState {
     /// Consecutive connection attempts that failed before the socket opened (0 once one opens). A refused
     /// upgrade (HTTP 401 for a missing or expired session) looks like this to a browser.
     pub failed_opens: RwSignal<u32>,
+    /// The server now serves another build of the app than the one this page started with.
+    pub outdated: RwSignal<bool>,
 }
 
 impl ChatState {
@@ -106,6 +108,7 @@ impl ChatState {
             store: RwSignal::new(store),
             notice: RwSignal::new(None),
             failed_opens: RwSignal::new(0),
+            outdated: RwSignal::new(false),
         }
     }
 }

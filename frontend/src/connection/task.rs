@@ -68,6 +68,8 @@ pub(super) struct Task {
     watchers: Watchers,
     /// Rooms whose `join` the server refused for its budget in this session: joined again on retry.
     rejoin: Vec<shared::RoomId>,
+    /// The app version of the first welcome (see [`ChatState::outdated`]).
+    app: Option<String>,
 }
 
 impl Task {
@@ -84,6 +86,7 @@ impl Task {
             commands,
             watchers,
             rejoin: Vec::new(),
+            app: None,
         }
     }
 
@@ -279,7 +282,15 @@ impl Task {
         };
         let store = self.state.store;
         match message {
-            ServerMessage::Status { user, token, .. } => {
+            ServerMessage::Status {
+                user, token, app, ..
+            } => {
+                // The first welcome tells which build of the app this page belongs to.
+                match (&self.app, app) {
+                    (Some(seen), Some(now)) if *seen != now => self.state.outdated.set(true),
+                    (None, now) => self.app = now,
+                    _ => {}
+                }
                 if let (Some(token), Some(key)) = (token, &self.config.token_key) {
                     storage::save(key, &token);
                 }

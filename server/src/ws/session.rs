@@ -244,6 +244,7 @@ where
             user: Some(self.user.clone()),
             token,
             protocol: Some(shared::PROTOCOL_VERSION),
+            app: self.node.app_version.clone(),
         };
         if let Err(end) = self.send(&welcome).await {
             return end;
