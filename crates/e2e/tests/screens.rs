@@ -1,5 +1,6 @@
 //! The main screen in both themes, wide and narrow, saved as PNG files under `target/screenshots/` (test
-//! artifacts to look at); the theme follows the system's setting and body text keeps AA contrast. The
+//! artifacts to look at); the theme follows the system's setting and body text keeps AA contrast, and
+//! messages in a row from one sender are grouped under one name and one day separator. The
 //! narrow window is as narrow as headless Chromium's window goes (500 pixels).
 
 use e2e::{AppServer, Browser, Page};
@@ -72,6 +73,17 @@ async fn both_themes_at_both_widths_are_saved_and_the_theme_follows_the_system()
             let page = browser.page_with(&server.url(), &all).await;
             page.wait_connected().await;
             page.wait_messages("the history", |m| m.len() == 3).await;
+            // One sender, three messages in a row: one name, one day separator.
+            let layout = page
+                .client
+                .execute(
+                    "return [document.querySelectorAll('.message.continues').length,
+                             [...document.querySelectorAll('.day')].map(d => d.textContent)];",
+                    vec![],
+                )
+                .await
+                .expect("layout");
+            assert_eq!(layout, serde_json::json!([2, ["Today"]]), "grouping");
             let background = computed(&page, ".app", "background-color").await;
             let text = computed(&page, ".text", "color").await;
             let (bg, fg) = (luminance(&background), luminance(&text));

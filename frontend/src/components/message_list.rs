@@ -81,10 +81,17 @@ pub fn MessageList(room: RoomId) -> impl IntoView {
                 </button>
             </li>
             <For
-                each=move || entries.get()
-                // With the delivery state, so that a row is drawn again when it changes.
-                key=|entry| (entry.key.clone(), entry.delivery)
-                children=move |entry| view! { <Message entry me=state.user /> }
+                each=move || grouped(entries.get())
+                // With the delivery state and the grouping, so that a row is drawn again when they change.
+                key=|(entry, continues, day)| {
+                    (entry.key.clone(), entry.delivery, *continues, day.clone())
+                }
+                children=move |(entry, continues, day)| {
+                    view! {
+                        {day.map(|d| view! { <li class="day" role="separator">{d}</li> })}
+                        <Message entry continues me=state.user />
+                    }
+                }
             />
         </ol>
     }
@@ -92,7 +99,7 @@ pub fn MessageList(room: RoomId) -> impl IntoView {
 
 /// One message; the text is rendered as text nodes and `http(s)` links ([`text::parts`]), never as HTML.
 #[component]
-fn Message(entry: Shown, me: RwSignal<Option<shared::UserName>>) -> impl IntoView {
+fn Message(entry: Shown, continues: bool, me: RwSignal<Option<shared::UserName>>) -> impl IntoView {
     let own = entry.sender.is_none();
     let sender = entry.sender.clone();
     let name = move || match &sender {
@@ -109,13 +116,14 @@ fn Message(entry: Shown, me: RwSignal<Option<shared::UserName>>) -> impl IntoVie
         <li
             class="message"
             class:own=own
+            class:continues=continues
             data-testid="message"
             data-state=entry.delivery.as_str()
             data-seq=entry.seq.map(|seq: Seq| seq.to_string())
         >
             <span class="sender">{name}</span>
             <time class="time" datetime=entry.timestamp.to_string()>
-                {local_time(entry.timestamp)}
+                {shown_time(entry.timestamp)}
             </time>
             <p class="text">
                 {text::parts(entry.text.as_str())
@@ -139,8 +147,53 @@ fn Message(entry: Shown, me: RwSignal<Option<shared::UserName>>) -> impl IntoVie
     }
 }
 
-/// `HH:MM` in the browser's time zone.
-fn local_time(t: Timestamp) -> String {
-    let date = js_sys::Date::new(&JsValue::from_f64(t.unix_ms() as f64));
-    format!("{:02}:{:02}", date.get_hours(), date.get_minutes())
+/// Messages within this long of the one before, from the same sender, continue its group (the name is
+/// not repeated).
+const GROUP_MS: i64 = 5 * 60 * 1000;
+
+/// Each entry with whether it continues the group of the one before, and the day's name when it is the
+/// first of a day (in the browser's time zone).
+fn grouped(entries: Vec<Shown>) -> Vec<(Shown, bool, Option<String>)> {
+    let today = day_of(js_sys::Date::now());
+    let mut before: Option<(Option<shared::UserName>, i64, String)> = None;
+    entries
+        .into_iter()
+        .map(|entry| {
+            let at = entry.timestamp.unix_ms();
+            let day = day_of(at as f64);
+            let new_day = before.as_ref().is_none_or(|(_, _, d)| *d != day);
+            let continues = !new_day
+                && before
+                    .as_ref()
+                    .is_some_and(|(s, t, _)| *s == entry.sender && at - t < GROUP_MS);
+            let label = new_day.then(|| {
+                if day == today {
+                    "Today".to_owned()
+                } else {
+                    day.clone()
+                }
+            });
+            before = Some((entry.sender.clone(), at, day));
+            (entry, continues, label)
+        })
+        .collect()
+}
+
+/// The browser's name for the day of `unix_ms`, e.g. `Thu Nov 26 2026`.
+fn day_of(unix_ms: f64) -> String {
+    String::from(js_sys::Date::new(&JsValue::from_f64(unix_ms)).to_date_string())
+}
+
+/// When, as shown: relative within the hour ("now", "12 min ago"), else `HH:MM` in the browser's time
+/// zone (the day is in the list's day separators).
+fn shown_time(t: Timestamp) -> String {
+    let minutes = (js_sys::Date::now() as i64 - t.unix_ms()) / 60_000;
+    match minutes {
+        ..1 => "now".to_owned(),
+        1..60 => format!("{minutes} min ago"),
+        _ => {
+            let date = js_sys::Date::new(&JsValue::from_f64(t.unix_ms() as f64));
+            format!("{:02}:{:02}", date.get_hours(), date.get_minutes())
+        }
+    }
 }
