@@ -6,14 +6,19 @@
 //! blocks the others: the slow connection is told to close instead (see [`crate::mailbox`]).
 //!
 //! Each entry also names the connection's user, so that when a private room changes hands or a member is
-//! removed, [`Hub::evict`] takes exactly the connections no longer allowed out of the room.
+//! removed, [`Hub::evict`] takes exactly the connections no longer allowed out of the room, and so that
+//! ephemeral notices (someone is typing: [`Hub::announce`]) skip the user they are about.
 
 use crate::mailbox::{Mailbox, Outbound, Published};
-use shared::{RoomId, UserName};
+use axum::extract::ws::Utf8Bytes;
+use shared::{RoomId, ServerMessage, UserName};
 use std::{
     collections::HashMap,
     sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard},
 };
+
+/// How long a `typing` notice holds on the clients (they send one every few seconds while typing).
+pub const TYPING_EXPIRES_MS: u32 = 5_000;
 
 /// A connection's id, unique within this node's lifetime.
 pub type ConnId = u64;
@@ -92,6 +97,28 @@ impl Hub {
                 member.mailbox.push(Outbound::Delivery(Arc::clone(message)));
             }
         }
+    }
+
+    /// Delivers the ephemeral `frame` (serialized once) to every connection in `room` whose user is not
+    /// `from` (a user's own tabs do not hear about themselves).
+    pub fn announce(&self, room: &RoomId, frame: &Utf8Bytes, from: &UserName) {
+        let rooms = self.read();
+        for member in rooms.get(room).into_iter().flatten() {
+            if member.user != *from {
+                member.mailbox.push(Outbound::Direct(frame.clone()));
+            }
+        }
+    }
+
+    /// The ephemeral `typing` frame for `user` in `room`, ready for [`Hub::announce`].
+    pub fn typing_frame(room: &RoomId, user: &UserName) -> Utf8Bytes {
+        ServerMessage::Typing {
+            room: room.clone(),
+            user: user.clone(),
+            expires_ms: TYPING_EXPIRES_MS,
+        }
+        .to_json()
+        .into()
     }
 
     /// Bytes queued in the mailboxes of every connection in any room (each connection counted once).

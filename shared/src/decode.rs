@@ -8,7 +8,7 @@ use crate::{ClientMessage, ClientMsgId, ErrorCode};
 
 /// The `type` values of [`ClientMessage`].
 const KNOWN_TYPES: &[&str] = &[
-    "chat", "join", "create", "leave", "invite", "remove", "history", "read", "ping",
+    "chat", "join", "create", "leave", "invite", "remove", "history", "read", "typing", "ping",
 ];
 
 /// Why a frame was refused; becomes a [`crate::ServerMessage::Error`].
@@ -125,6 +125,7 @@ mod tests {
                 room: room.clone(),
                 seq: 9,
             },
+            ClientMessage::Typing { room: room.clone() },
             ClientMessage::Remove { room, user },
             ClientMessage::Ping,
         ];
@@ -138,6 +139,7 @@ mod tests {
                 | ClientMessage::Remove { .. }
                 | ClientMessage::History { .. }
                 | ClientMessage::Read { .. }
+                | ClientMessage::Typing { .. }
                 | ClientMessage::Ping => {}
             }
         }

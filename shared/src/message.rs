@@ -83,6 +83,14 @@ pub enum ClientMessage {
         /// Only messages with a smaller `seq`.
         before: Seq,
     },
+    /// The user is typing in `room` (a room this connection joined): `{"type":"typing","room":"dev"}`.
+    /// The server tells the room's other users ([`ServerMessage::Typing`]); never stored. Clients send it
+    /// at most every [`TYPING_EVERY_MS`] while the user types; the server drops notices closer together
+    /// than a second.
+    Typing {
+        /// The room.
+        room: RoomId,
+    },
     /// The user has seen `room` up to `seq`: `{"type":"read","room":"dev","seq":42}`. For accounts the
     /// server keeps the highest such `seq` per room (see [`ServerMessage::Rooms`]); no answer.
     Read {
@@ -109,6 +117,9 @@ pub struct RoomSummary {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub private: bool,
 }
+
+/// How often a client sends [`ClientMessage::Typing`] while its user keeps typing.
+pub const TYPING_EVERY_MS: u32 = 3_000;
 
 /// How many of a room's newest messages a `join` without `since` replays.
 pub const JOIN_PAGE: usize = 50;
@@ -256,6 +267,17 @@ pub enum ServerMessage {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         more: bool,
     },
+    /// `user` is typing in `room`: show it for `expires_ms` unless another notice (or a message from
+    /// `user`) comes first, e.g. `{"type":"typing","room":"dev","user":"ann","expires_ms":5000}`.
+    /// Ephemeral: no `seq`, never stored or replayed, not sent to the typing user's own connections.
+    Typing {
+        /// The room.
+        room: RoomId,
+        /// Who is typing.
+        user: UserName,
+        /// How long the notice holds, in milliseconds (decided by the server).
+        expires_ms: u32,
+    },
     /// Sent to an account after the welcome: the rooms it joined (with `join`, on any device, until it
     /// sent `leave`), with what it has read of each, e.g.
     /// `{"type":"rooms","rooms":[{"room":"dev","last_read":40,"head":42}]}`.
@@ -282,6 +304,7 @@ enum ServerKind {
     Error,
     History,
     Rooms,
+    Typing,
     Pong,
 }
 
@@ -310,6 +333,7 @@ struct ServerFrame {
     messages: Option<Vec<HistoryEntry>>,
     more: Option<bool>,
     rooms: Option<Vec<RoomSummary>>,
+    expires_ms: Option<u32>,
 }
 
 /// A field the frame's `type` requires is absent.
@@ -385,6 +409,11 @@ impl TryFrom<ServerFrame> for ServerMessage {
             },
             ServerKind::Rooms => Self::Rooms {
                 rooms: required(f.rooms, "rooms")?,
+            },
+            ServerKind::Typing => Self::Typing {
+                room: required(f.room, "room")?,
+                user: required(f.user, "user")?,
+                expires_ms: required(f.expires_ms, "expires_ms")?,
             },
             ServerKind::Pong => Self::Pong,
         })

@@ -165,6 +165,14 @@ fn server_frames() {
             },
             r#"{"type":"rooms","rooms":[{"room":"dev","last_read":40,"head":42},{"room":"team","last_read":0,"head":0,"private":true}]}"#,
         ),
+        (
+            ServerMessage::Typing {
+                room: room("dev"),
+                user: UserName::new("ann").expect("name"),
+                expires_ms: 5000,
+            },
+            r#"{"type":"typing","room":"dev","user":"ann","expires_ms":5000}"#,
+        ),
         (ServerMessage::Pong, r#"{"type":"pong"}"#),
     ];
     for (message, json) in cases {
@@ -188,6 +196,7 @@ fn server_frames_missing_a_required_field_are_refused() {
         r#"{"type":"error","code":"forbidden","message":"no"}"#,
         r#"{"type":"history","room":"dev","before":3,"messages":[]}"#,
         r#"{"type":"rooms","rooms":[]}"#,
+        r#"{"type":"typing","room":"dev","user":"ann","expires_ms":5000}"#,
     ];
     for json in complete {
         serde_json::from_str::<ServerMessage>(json).unwrap_or_else(|e| panic!("{json}: {e}"));
@@ -241,6 +250,10 @@ fn client_frames() {
                 room: room("dev"),
                 since: None,
             },
+        ),
+        (
+            r#"{"type":"typing","room":"dev"}"#,
+            ClientMessage::Typing { room: room("dev") },
         ),
         (
             r#"{"type":"read","room":"dev","seq":42}"#,

@@ -368,8 +368,10 @@ impl Task {
                 more,
                 ..
             } => store.update(|s| s.older(&room, messages, more)),
-            // The page shows the lobby only so far: an account's list of rooms waits for the room list.
+            // Not shown yet: an account's list of rooms waits for the room list, `typing` for the
+            // indicator (both need room in the page's weight budget).
             ServerMessage::Rooms { .. }
+            | ServerMessage::Typing { .. }
             | ServerMessage::Left { .. }
             | ServerMessage::Invited { .. }
             | ServerMessage::Created { .. }

@@ -267,6 +267,17 @@ impl Broker {
         }
     }
 
+    /// Tells the other nodes that `user` is typing in `room` (on the control channel; they announce it
+    /// to their own connections in the room).
+    pub async fn typing(&self, room: &RoomId, user: &UserName) -> RedisResult<()> {
+        let mut publish = redis::cmd("PUBLISH");
+        publish
+            .arg(CONTROL_CHANNEL)
+            .arg(format!("typing\n{room}\n{user}\n{}", self.node));
+        let _: i64 = self.command(&publish).await?;
+        Ok(())
+    }
+
     /// Takes `cost` tokens (0: takes none, only looks for one) from the shared bucket `key` of `rate` per
     /// second and `burst`; `Err` says how long until there are enough.
     pub async fn throttle(

@@ -193,6 +193,15 @@ impl Subscriber {
     async fn control(&self, payload: &str) {
         let mut parts = payload.split('\n');
         match (parts.next(), parts.next(), parts.next()) {
+            (Some("typing"), Some(room), Some(user)) => {
+                // This node announced its own users already.
+                if parts.next() != Some(self.broker.node())
+                    && let (Ok(room), Ok(user)) = (RoomId::new(room), UserName::new(user))
+                {
+                    self.hub
+                        .announce(&room, &Hub::typing_frame(&room, &user), &user);
+                }
+            }
             (Some("room"), Some(room), None) => {
                 if let Ok(room) = RoomId::new(room)
                     && let Err(e) = self.access.reload(&room).await

@@ -6,7 +6,8 @@
 //!   once ([`shared::decode_client`]); `chat` goes to the [`crate::relay`], `join` replays history and
 //!   subscribes, `create`, `invite` and `remove` change rooms through [`crate::access`], `leave`
 //!   unsubscribes, `history` answers a page of older messages, `read` keeps an account's read mark,
-//!   `ping` gets `pong`, anything invalid gets an `error` and changes nothing;
+//!   `typing` is announced to the room's other users on every node (never stored), `ping` gets `pong`,
+//!   anything invalid gets an `error` and changes nothing;
 //! - its [`crate::mailbox`]: room deliveries and acks, written in batches with one flush;
 //! - an account's list of rooms: sent after the welcome (`rooms`), added to by every `join`, taken
 //!   from by `leave`, so the rooms and what was read follow the user to another browser;
@@ -31,7 +32,7 @@
 use crate::{
     access::AccessError,
     history::{NewMessage, PageLimit, StoredMessage},
-    hub::ConnId,
+    hub::{ConnId, Hub},
     limits::{TokenBucket, client_key},
     mailbox::{Mailbox, MailboxReceiver, Outbound, mailbox},
     node::Node,
@@ -60,6 +61,8 @@ pub const MAX_ROOMS_PER_CONNECTION: usize = 100;
 const CLOSE_LINGER: Duration = Duration::from_secs(1);
 /// Mailbox items written before one flush.
 const WRITE_BATCH: usize = 64;
+/// The least time between two `typing` notices a connection's are passed on.
+const TYPING_FLOOR: Duration = Duration::from_secs(1);
 /// What a `join` costs from the frame budget: it may replay a whole page of history.
 const JOIN_COST: f64 = 5.0;
 
@@ -143,6 +146,8 @@ struct Session<S> {
     mailbox: Mailbox,
     /// Joined rooms and the last `seq` written to the socket for each (`None`: nothing yet, deliver all).
     rooms: HashMap<RoomId, Option<Seq>>,
+    /// When this connection last announced typing.
+    last_typing: Option<Instant>,
     /// For an account: the rooms in its list as far as this session knows (a `join` adds to the list, a
     /// `leave` takes off). `None` for a guest, which has no list.
     listed: Option<HashSet<RoomId>>,
@@ -187,6 +192,7 @@ where
         rooms: HashMap::new(),
         // Guests get a token for their next connection; accounts have their own.
         listed: peer.token.is_none().then(HashSet::new),
+        last_typing: None,
         last_heard: Instant::now(),
         frames,
         strikes: 0,
@@ -401,7 +407,8 @@ where
                     | ClientMessage::Invite { room, .. }
                     | ClientMessage::Remove { room, .. }
                     | ClientMessage::History { room, .. }
-                    | ClientMessage::Read { room, .. },
+                    | ClientMessage::Read { room, .. }
+                    | ClientMessage::Typing { room },
                 ) => (None, Some(room)),
                 Ok(ClientMessage::Ping) => (None, None),
                 Err(e) => (e.id, None),
@@ -427,6 +434,10 @@ where
                     return self.forbidden(room).await;
                 }
                 self.join(room, since).await
+            }
+            ClientMessage::Typing { room } => {
+                self.typing(room).await;
+                Ok(())
             }
             ClientMessage::Read { room, seq } => {
                 if self.listed.as_ref().is_some_and(|l| l.contains(&room)) {
@@ -720,6 +731,28 @@ where
             self.feed(&stored.into_frame()).await?;
         }
         self.joined(room, page.head).await
+    }
+
+    /// Tells `room`'s other users that this one is typing, on every node: only in a room this connection
+    /// joined, and at most once a second per connection (clients send one every few seconds).
+    async fn typing(&mut self, room: RoomId) {
+        let now = Instant::now();
+        if !self.rooms.contains_key(&room)
+            || self
+                .last_typing
+                .is_some_and(|at| now.duration_since(at) < TYPING_FLOOR)
+        {
+            return;
+        }
+        self.last_typing = Some(now);
+        let node = &self.node;
+        node.hub
+            .announce(&room, &Hub::typing_frame(&room, &self.user), &self.user);
+        if let Some(broker) = &node.broker
+            && let Err(e) = broker.typing(&room, &self.user).await
+        {
+            tracing::debug!(conn = self.conn, error = %e, "announcing typing to other nodes failed");
+        }
     }
 
     /// Sends an account its list of rooms, always as the frame after the welcome. When the list cannot

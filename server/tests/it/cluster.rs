@@ -613,3 +613,26 @@ async fn an_embedded_deployment_moves_into_redis_with_everything() {
     let seqs: Vec<u64> = replayed.iter().filter_map(|m| m["seq"].as_u64()).collect();
     assert_eq!(seqs, team);
 }
+
+#[tokio::test]
+async fn typing_crosses_nodes_once() {
+    let redis = RedisServer::start().await;
+    let a = TestServer::node_on(&redis, |_| {}).await;
+    let b = TestServer::node_on(&redis, |_| {}).await;
+    let mut ann = Client::connect(&a.ws_url()).await;
+    let mut bob = Client::connect(&b.ws_url()).await;
+    let mut cat = Client::connect(&a.ws_url()).await;
+    for c in [&mut ann, &mut bob, &mut cat] {
+        join(c, "dev", None).await;
+    }
+    ann.send(json!({"type": "typing", "room": "dev"})).await;
+    for (who, c) in [
+        ("bob on the other node", &mut bob),
+        ("cat on the same node", &mut cat),
+    ] {
+        let notice = c.expect("typing").await;
+        assert_eq!(notice["user"], ann.user.as_str(), "{who}");
+        c.expect_silence(QUIET).await; // once, not again through Redis
+    }
+    ann.expect_silence(QUIET).await;
+}

@@ -454,6 +454,14 @@ impl Client {
         }
     }
 
+    /// The next JSON frame if one arrives within `wait`.
+    pub(crate) async fn recv_within(&mut self, wait: Duration) -> Option<Value> {
+        match self.next_frame(wait).await {
+            Some(Frame::Json(v)) => Some(v),
+            _ => None,
+        }
+    }
+
     /// The next JSON frame, or `Err` with the close code once the server closed.
     pub(crate) async fn next_json_or_close(&mut self) -> Result<Value, Option<u16>> {
         match self.next_frame(WAIT).await {

@@ -14,6 +14,7 @@ in_both_modes!(
     a_slow_reader_is_disconnected_with_1013_and_recovers_everything,
     a_join_without_since_replays_the_newest_page_whether_or_not_the_room_is_followed_here,
     history_pages_lead_back_to_the_first_message,
+    typing_reaches_the_room_s_other_users_once_a_second_and_is_never_stored,
 );
 
 const QUIET: Duration = Duration::from_millis(300);
@@ -375,4 +376,48 @@ async fn history_pages_lead_back_to_the_first_message(mode: Mode) {
     send_acked(&mut writer, "long", "x", 1).await;
     assert_eq!(reader.expect("chat").await["seq"], 121);
     reader.expect_silence(QUIET).await;
+}
+
+async fn typing_reaches_the_room_s_other_users_once_a_second_and_is_never_stored(mode: Mode) {
+    let server = TestServer::start_in(mode).await;
+    let url = server.ws_url();
+    let mut ann = Client::connect(&url).await;
+    let mut ann_again = Client::reconnect(&url, &ann.token).await; // the same user, another tab
+    let mut bob = Client::connect(&url).await;
+    let mut outsider = Client::connect(&url).await;
+    for c in [&mut ann, &mut ann_again, &mut bob] {
+        join(c, "dev", None).await;
+        c.expect("joined").await;
+    }
+    ann.send(json!({"type": "typing", "room": "dev"})).await;
+    assert_eq!(
+        bob.expect("typing").await,
+        json!({"type": "typing", "room": "dev", "user": ann.user, "expires_ms": 5000})
+    );
+    // Again within the second: dropped. Not joined: dropped. Nobody else hears anything.
+    ann.send(json!({"type": "typing", "room": "dev"})).await;
+    outsider
+        .send(json!({"type": "typing", "room": "dev"}))
+        .await;
+    bob.expect_silence(QUIET).await;
+    ann_again.expect_silence(QUIET).await;
+    outsider.expect_silence(QUIET).await;
+    // A notice passes again once the second is over (polled: typing on until bob hears it).
+    let deadline = tokio::time::Instant::now() + crate::common::WAIT;
+    loop {
+        ann.send(json!({"type": "typing", "room": "dev"})).await;
+        if let Some(frame) = bob.recv_within(Duration::from_millis(100)).await {
+            assert_eq!(frame["type"], "typing", "{frame}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no later notice passed"
+        );
+    }
+    // Nothing of it is in the history.
+    let mut late = Client::connect(&url).await;
+    join(&mut late, "dev", Some(0)).await;
+    let (seqs, joined) = replay(&mut late, "dev").await;
+    assert_eq!((seqs, &joined["head"]), (vec![], &0.into()), "never stored");
 }
