@@ -13,8 +13,8 @@ use crate::mailbox::{Mailbox, Outbound, Published};
 use axum::extract::ws::Utf8Bytes;
 use shared::{RoomId, ServerMessage, UserName};
 use std::{
-    collections::HashMap,
-    sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard},
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard},
 };
 
 /// How long a `typing` notice holds on the clients (they send one every few seconds while typing).
@@ -27,6 +27,8 @@ pub type ConnId = u64;
 #[derive(Debug, Default)]
 pub struct Hub {
     rooms: RwLock<HashMap<RoomId, Vec<Member>>>,
+    /// Rooms whose set of users changed since [`Hub::take_changed`] last ran (see [`crate::presence`]).
+    changed: Mutex<HashSet<RoomId>>,
 }
 
 /// One connection in a room.
@@ -35,6 +37,9 @@ struct Member {
     conn: ConnId,
     user: UserName,
     mailbox: Mailbox,
+    /// Sent `presence` frames: the connection joined the room itself (not the lobby every connection is
+    /// put in, which keeps the article's page free of frames it does not know).
+    presence: bool,
 }
 
 impl Hub {
@@ -51,10 +56,14 @@ impl Hub {
         let mut rooms = self.write();
         let members = rooms.entry(room.clone()).or_default();
         if !members.iter().any(|m| m.conn == conn) {
+            if !members.iter().any(|m| m.user == *user) {
+                self.mark_changed(room);
+            }
             members.push(Member {
                 conn,
                 user: user.clone(),
                 mailbox: mailbox.clone(),
+                presence: false,
             });
         }
     }
@@ -79,9 +88,67 @@ impl Hub {
     fn remove_where(&self, room: &RoomId, mut out: impl FnMut(&Member) -> bool) {
         let mut rooms = self.write();
         if let Some(members) = rooms.get_mut(room) {
-            members.retain(|m| !out(m));
+            let mut gone = Vec::new();
+            members.retain(|m| {
+                let keep = !out(m);
+                if !keep {
+                    gone.push(m.user.clone());
+                }
+                keep
+            });
+            // A user whose last connection left is no longer present.
+            if gone.iter().any(|u| !members.iter().any(|m| m.user == *u)) {
+                self.mark_changed(room);
+            }
             if members.is_empty() {
                 rooms.remove(room);
+            }
+        }
+    }
+
+    fn mark_changed(&self, room: &RoomId) {
+        self.changed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(room.clone());
+    }
+
+    /// The rooms whose set of users changed since the last call.
+    pub fn take_changed(&self) -> Vec<RoomId> {
+        let mut changed = self.changed.lock().unwrap_or_else(|p| p.into_inner());
+        changed.drain().collect()
+    }
+
+    /// The distinct users with a connection in `room` here: how many, and the first `names` of them (in
+    /// the order they came).
+    pub fn users(&self, room: &RoomId, names: usize) -> (usize, Vec<UserName>) {
+        let rooms = self.read();
+        let mut seen: HashSet<&UserName> = HashSet::new();
+        let mut first = Vec::new();
+        for member in rooms.get(room).into_iter().flatten() {
+            if seen.insert(&member.user) && first.len() < names {
+                first.push(member.user.clone());
+            }
+        }
+        (seen.len(), first)
+    }
+
+    /// Connection `conn` joined `room` itself: it gets the room's `presence` frames from now on.
+    pub fn want_presence(&self, room: &RoomId, conn: ConnId) {
+        let mut rooms = self.write();
+        for member in rooms.get_mut(room).into_iter().flatten() {
+            if member.conn == conn {
+                member.presence = true;
+            }
+        }
+    }
+
+    /// Delivers the `presence` `frame` to every connection in `room` that wants it.
+    pub fn announce_presence(&self, room: &RoomId, frame: &Utf8Bytes) {
+        let rooms = self.read();
+        for member in rooms.get(room).into_iter().flatten() {
+            if member.presence {
+                member.mailbox.push(Outbound::Direct(frame.clone()));
             }
         }
     }

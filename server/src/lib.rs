@@ -33,6 +33,7 @@ pub mod listener;
 pub mod mailbox;
 pub mod metrics;
 pub mod node;
+pub mod presence;
 pub mod relay;
 pub mod sequencer;
 pub mod sessions;
@@ -140,7 +141,7 @@ pub async fn run(
         Arc::clone(&metrics),
         retention,
     );
-    let stop_redis_tasks = tokio_util::sync::CancellationToken::new();
+    let stop_background = tokio_util::sync::CancellationToken::new();
     let subscriber = broker.as_ref().map(|broker| {
         Subscriber {
             broker: Arc::clone(broker),
@@ -150,9 +151,10 @@ pub async fn run(
             hub: Arc::clone(&hub),
             sessions: Arc::clone(&sessions),
         }
-        .spawn(stop_redis_tasks.clone())
+        .spawn(stop_background.clone())
     });
-    let leases = sessions.keep_leases(stop_redis_tasks.clone());
+    let leases = sessions.keep_leases(stop_background.clone());
+    let presence = presence::spawn(Arc::clone(&hub), broker.clone(), stop_background.clone());
     let grace = config.shutdown_grace;
     let node = Node::new(
         config, hub, sequencer, broker, history, relay, tokens, accounts, access, sessions, metrics,
@@ -182,10 +184,10 @@ pub async fn run(
     if let Err(e) = relay_task.await {
         tracing::error!(error = %e, "relay task failed");
     }
-    stop_redis_tasks.cancel();
-    for task in subscriber.into_iter().chain(leases) {
+    stop_background.cancel();
+    for task in subscriber.into_iter().chain(leases).chain([presence]) {
         if let Err(e) = task.await {
-            tracing::error!(error = %e, "a redis task failed");
+            tracing::error!(error = %e, "a background task failed");
         }
     }
     tracing::info!("stopped");

@@ -25,8 +25,8 @@ pub mod time;
 pub use decode::{DecodeError, decode_client};
 pub use ids::{ChatText, ClientMsgId, IdError, RoomId, Seq, UserName};
 pub use message::{
-    ClientMessage, ErrorCode, HISTORY_PAGE, HistoryEntry, JOIN_PAGE, RoomSummary, ServerMessage,
-    TYPING_EVERY_MS,
+    ClientMessage, ErrorCode, HISTORY_PAGE, HistoryEntry, JOIN_PAGE, PRESENCE_NAMES, RoomSummary,
+    ServerMessage, TYPING_EVERY_MS,
 };
 pub use time::Timestamp;
 
@@ -37,7 +37,7 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 * 1024;
 /// The version of this protocol, sent in the welcome ([`ServerMessage::Status`]). 1: the first release;
 /// 2: `create`, `remove`, `created`, `removed`, `retry_after_ms`, and `join` no longer creates rooms;
 /// 3: `history` (both ways), a `join` without `since` replays the newest page, `read`, `rooms`,
-/// `typing` (both ways), and the welcome's `app`.
+/// `typing` (both ways), `presence`, and the welcome's `app`.
 pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The room every connection is in from the start, and the room of a `chat` that names none.

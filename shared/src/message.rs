@@ -121,6 +121,9 @@ pub struct RoomSummary {
 /// How often a client sends [`ClientMessage::Typing`] while its user keeps typing.
 pub const TYPING_EVERY_MS: u32 = 3_000;
 
+/// The most names a [`ServerMessage::Presence`] lists.
+pub const PRESENCE_NAMES: usize = 50;
+
 /// How many of a room's newest messages a `join` without `since` replays.
 pub const JOIN_PAGE: usize = 50;
 
@@ -278,6 +281,19 @@ pub enum ServerMessage {
         /// How long the notice holds, in milliseconds (decided by the server).
         expires_ms: u32,
     },
+    /// Who is in `room` now (distinct users: two tabs of one user count once), e.g.
+    /// `{"type":"presence","room":"dev","count":2,"users":["ann","bob"]}`. Sent after `joined` and then
+    /// whenever a user arrives or leaves, at most once a second per room; `users` names at most
+    /// [`PRESENCE_NAMES`] of them, so a big room sends a count, not a crowd. Ephemeral: never stored.
+    /// Only connections that joined the room with `join` get it.
+    Presence {
+        /// The room.
+        room: RoomId,
+        /// How many users are there.
+        count: u32,
+        /// Who (the first [`PRESENCE_NAMES`] of them).
+        users: Vec<UserName>,
+    },
     /// Sent to an account after the welcome: the rooms it joined (with `join`, on any device, until it
     /// sent `leave`), with what it has read of each, e.g.
     /// `{"type":"rooms","rooms":[{"room":"dev","last_read":40,"head":42}]}`.
@@ -305,6 +321,7 @@ enum ServerKind {
     History,
     Rooms,
     Typing,
+    Presence,
     Pong,
 }
 
@@ -334,6 +351,8 @@ struct ServerFrame {
     more: Option<bool>,
     rooms: Option<Vec<RoomSummary>>,
     expires_ms: Option<u32>,
+    count: Option<u32>,
+    users: Option<Vec<UserName>>,
 }
 
 /// A field the frame's `type` requires is absent.
@@ -414,6 +433,11 @@ impl TryFrom<ServerFrame> for ServerMessage {
                 room: required(f.room, "room")?,
                 user: required(f.user, "user")?,
                 expires_ms: required(f.expires_ms, "expires_ms")?,
+            },
+            ServerKind::Presence => Self::Presence {
+                room: required(f.room, "room")?,
+                count: required(f.count, "count")?,
+                users: required(f.users, "users")?,
             },
             ServerKind::Pong => Self::Pong,
         })

@@ -173,6 +173,17 @@ fn server_frames() {
             },
             r#"{"type":"typing","room":"dev","user":"ann","expires_ms":5000}"#,
         ),
+        (
+            ServerMessage::Presence {
+                room: room("dev"),
+                count: 2,
+                users: vec![
+                    UserName::new("ann").expect("name"),
+                    UserName::new("bob").expect("name"),
+                ],
+            },
+            r#"{"type":"presence","room":"dev","count":2,"users":["ann","bob"]}"#,
+        ),
         (ServerMessage::Pong, r#"{"type":"pong"}"#),
     ];
     for (message, json) in cases {
@@ -197,6 +208,7 @@ fn server_frames_missing_a_required_field_are_refused() {
         r#"{"type":"history","room":"dev","before":3,"messages":[]}"#,
         r#"{"type":"rooms","rooms":[]}"#,
         r#"{"type":"typing","room":"dev","user":"ann","expires_ms":5000}"#,
+        r#"{"type":"presence","room":"dev","count":1,"users":["ann"]}"#,
     ];
     for json in complete {
         serde_json::from_str::<ServerMessage>(json).unwrap_or_else(|e| panic!("{json}: {e}"));

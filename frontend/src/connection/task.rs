@@ -368,10 +368,11 @@ impl Task {
                 more,
                 ..
             } => store.update(|s| s.older(&room, messages, more)),
-            // Not shown yet: an account's list of rooms waits for the room list, `typing` for the
-            // indicator (both need room in the page's weight budget).
+            // Not shown yet: an account's list of rooms waits for the room list, `typing` and
+            // `presence` for their lines (all need room in the page's weight budget).
             ServerMessage::Rooms { .. }
             | ServerMessage::Typing { .. }
+            | ServerMessage::Presence { .. }
             | ServerMessage::Left { .. }
             | ServerMessage::Invited { .. }
             | ServerMessage::Created { .. }

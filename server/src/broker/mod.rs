@@ -87,6 +87,13 @@ pub mod keys {
     pub const REVOKED: &str = "chat:revoked";
     /// The token signing key.
     pub const TOKEN_KEY: &str = "chat:token-key";
+    /// A room's users, per node (hash: node -> `count` then one name per line). See
+    /// [`crate::presence`].
+    pub fn here(room: &RoomId) -> String {
+        format!("chat:{{{room}}}:here")
+    }
+    /// The nodes alive, for presence (sorted set: node -> until when, unix ms).
+    pub const NODES: &str = "chat:nodes";
     /// An account's rooms (sorted set: room -> the newest seq it read there).
     pub fn user_rooms(name: &str) -> String {
         format!("chat:user-rooms:{name}")
@@ -265,6 +272,68 @@ impl Broker {
             }
             cursor = next;
         }
+    }
+
+    /// Stores this node's share of each room (`count` users, of whom `users` named; none: the share is
+    /// dropped), renews its liveness for `ttl`, and announces the rooms whose share changed. See
+    /// [`crate::presence`].
+    pub async fn set_here(
+        &self,
+        shares: &[(RoomId, usize, Vec<UserName>)],
+        ttl: Duration,
+    ) -> RedisResult<()> {
+        let until = crate::now().unix_ms() + ttl.as_millis() as i64;
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZADD")
+            .arg(keys::NODES)
+            .arg(until)
+            .arg(&self.node)
+            .ignore();
+        for (room, count, users) in shares {
+            if *count == 0 {
+                pipe.cmd("HDEL")
+                    .arg(keys::here(room))
+                    .arg(&self.node)
+                    .ignore();
+            } else {
+                let mut share = count.to_string();
+                for user in users {
+                    share.push('\n');
+                    share.push_str(user.as_str());
+                }
+                pipe.cmd("HSET")
+                    .arg(keys::here(room))
+                    .arg(&self.node)
+                    .arg(share)
+                    .ignore();
+            }
+            pipe.cmd("PUBLISH")
+                .arg(CONTROL_CHANNEL)
+                .arg(format!("presence\n{room}"))
+                .ignore();
+        }
+        self.pipeline(&pipe).await
+    }
+
+    /// The shares of `room`'s users that the other live nodes stored: each node's count and names.
+    pub async fn here(&self, room: &RoomId) -> RedisResult<Vec<(usize, Vec<UserName>)>> {
+        let now = crate::now().unix_ms();
+        let mut pipe = redis::pipe();
+        pipe.cmd("HGETALL").arg(keys::here(room));
+        pipe.cmd("ZRANGEBYSCORE")
+            .arg(keys::NODES)
+            .arg(now)
+            .arg("+inf");
+        let (shares, live): (Vec<(String, String)>, Vec<String>) = self.pipeline(&pipe).await?;
+        Ok(shares
+            .iter()
+            .filter(|(node, _)| *node != self.node && live.contains(node))
+            .map(|(_, share)| {
+                let mut lines = share.split('\n');
+                let count = lines.next().and_then(|n| n.parse().ok()).unwrap_or(0);
+                (count, lines.filter_map(|l| UserName::new(l).ok()).collect())
+            })
+            .collect())
     }
 
     /// Tells the other nodes that `user` is typing in `room` (on the control channel; they announce it

@@ -193,6 +193,14 @@ impl Subscriber {
     async fn control(&self, payload: &str) {
         let mut parts = payload.split('\n');
         match (parts.next(), parts.next(), parts.next()) {
+            (Some("presence"), Some(room), None) => {
+                if let Ok(room) = RoomId::new(room)
+                    && self.hub.member_count(&room) > 0
+                {
+                    let frame = crate::presence::of(&self.hub, Some(&self.broker), &room).await;
+                    self.hub.announce_presence(&room, &frame);
+                }
+            }
             (Some("typing"), Some(room), Some(user)) => {
                 // This node announced its own users already.
                 if parts.next() != Some(self.broker.node())

@@ -6,7 +6,8 @@
 //!   once ([`shared::decode_client`]); `chat` goes to the [`crate::relay`], `join` replays history and
 //!   subscribes, `create`, `invite` and `remove` change rooms through [`crate::access`], `leave`
 //!   unsubscribes, `history` answers a page of older messages, `read` keeps an account's read mark,
-//!   `typing` is announced to the room's other users on every node (never stored), `ping` gets `pong`,
+//!   `typing` is announced to the room's other users on every node (never stored; so is who is there,
+//!   see [`crate::presence`]), `ping` gets `pong`,
 //!   anything invalid gets an `error` and changes nothing;
 //! - its [`crate::mailbox`]: room deliveries and acks, written in batches with one flush;
 //! - an account's list of rooms: sent after the welcome (`rooms`), added to by every `join`, taken
@@ -798,8 +799,13 @@ where
     async fn joined(&mut self, room: RoomId, head: Seq) -> Result<(), End> {
         self.list(&room, true).await;
         self.rooms.insert(room.clone(), Some(head));
-        self.node.sequencer.joined(&room, head);
-        self.send(&ServerMessage::Joined { room, head }).await
+        let node = &self.node;
+        node.sequencer.joined(&room, head);
+        node.hub.want_presence(&room, self.conn);
+        let presence = crate::presence::of(&node.hub, node.broker.as_deref(), &room).await;
+        self.send(&ServerMessage::Joined { room, head }).await?;
+        self.node.metrics.frames_out.inc();
+        self.write(Message::Text(presence), true).await
     }
 
     /// Answers a `history` request with the page of `room` before `before`.

@@ -636,3 +636,31 @@ async fn typing_crosses_nodes_once() {
     }
     ann.expect_silence(QUIET).await;
 }
+
+#[tokio::test]
+async fn presence_is_the_union_of_every_node_s_users() {
+    let redis = RedisServer::start().await;
+    let a = TestServer::node_on(&redis, |_| {}).await;
+    let b = TestServer::node_on(&redis, |_| {}).await;
+    let mut ann = Client::connect(&a.ws_url()).await;
+    let mut ann_on_b = Client::reconnect(&b.ws_url(), &ann.token).await;
+    let mut bob = Client::connect(&b.ws_url()).await;
+    for c in [&mut ann, &mut ann_on_b, &mut bob] {
+        join(c, "dev", None).await;
+    }
+    let mut expected = vec![ann.user.clone(), bob.user.clone()];
+    expected.sort();
+    for c in [&mut ann, &mut bob] {
+        let p = c.wait_presence("dev", |p| p["count"] == 2).await;
+        let mut names: Vec<String> = p["users"]
+            .as_array()
+            .expect("users")
+            .iter()
+            .map(|v| v.as_str().expect("name").to_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, expected, "ann on two nodes is one");
+    }
+    bob.send(json!({"type": "leave", "room": "dev"})).await;
+    ann.wait_presence("dev", |p| p["count"] == 1).await;
+}

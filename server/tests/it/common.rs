@@ -364,6 +364,11 @@ pub(crate) struct Client {
     pub(crate) token: String,
     /// An account's list of rooms (the `rooms` frame after the welcome); `Null` for a guest.
     pub(crate) rooms: Value,
+    /// Every `presence` frame received, in order. They are ephemeral and come whenever someone arrives or
+    /// leaves, so the other reads skip them; presence tests look here ([`Client::wait_presence`]).
+    pub(crate) presence: Vec<Value>,
+    /// Frames read while waiting for presence, handed out by the next reads.
+    held: std::collections::VecDeque<Frame>,
 }
 
 impl Client {
@@ -382,6 +387,8 @@ impl Client {
             user: String::new(),
             token: String::new(),
             rooms: Value::Null,
+            presence: Vec::new(),
+            held: std::collections::VecDeque::new(),
         };
         let welcome = c.recv().await;
         assert_eq!(
@@ -482,7 +489,40 @@ impl Client {
         }
     }
 
+    /// Waits for a `presence` frame of `room` that `check` accepts (the newest one received counts).
+    pub(crate) async fn wait_presence(
+        &mut self,
+        room: &str,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if let Some(p) = self.presence.iter().rev().find(|p| p["room"] == room)
+                && check(p)
+            {
+                return p.clone();
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            assert!(
+                !left.is_zero(),
+                "no such presence of {room}: {:?}",
+                self.presence
+            );
+            if let Some(frame) = self.read_frame(left.min(Duration::from_millis(100))).await {
+                self.held.push_back(frame);
+            }
+        }
+    }
+
     async fn next_frame(&mut self, wait: Duration) -> Option<Frame> {
+        if let Some(frame) = self.held.pop_front() {
+            return Some(frame);
+        }
+        self.read_frame(wait).await
+    }
+
+    /// The next frame from the socket that is not `presence` (recorded in [`Client::presence`]).
+    async fn read_frame(&mut self, wait: Duration) -> Option<Frame> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let next = tokio::time::timeout_at(deadline, self.ws.next())
@@ -490,9 +530,12 @@ impl Client {
                 .ok()?;
             match next {
                 Some(Ok(Message::Text(t))) => {
-                    return Some(Frame::Json(
-                        serde_json::from_str(t.as_str()).expect("server sends JSON"),
-                    ));
+                    let value: Value = serde_json::from_str(t.as_str()).expect("server sends JSON");
+                    if value["type"] == "presence" {
+                        self.presence.push(value);
+                        continue;
+                    }
+                    return Some(Frame::Json(value));
                 }
                 Some(Ok(Message::Close(frame))) => {
                     return Some(Frame::Closed(frame.map(|f| f.code.into())));

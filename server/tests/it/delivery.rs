@@ -15,6 +15,7 @@ in_both_modes!(
     a_join_without_since_replays_the_newest_page_whether_or_not_the_room_is_followed_here,
     history_pages_lead_back_to_the_first_message,
     typing_reaches_the_room_s_other_users_once_a_second_and_is_never_stored,
+    presence_counts_each_user_once_and_follows_arrivals_and_departures,
 );
 
 const QUIET: Duration = Duration::from_millis(300);
@@ -420,4 +421,60 @@ async fn typing_reaches_the_room_s_other_users_once_a_second_and_is_never_stored
     join(&mut late, "dev", Some(0)).await;
     let (seqs, joined) = replay(&mut late, "dev").await;
     assert_eq!((seqs, &joined["head"]), (vec![], &0.into()), "never stored");
+}
+
+/// The names in a presence frame.
+fn names(presence: &Value) -> Vec<&str> {
+    presence["users"]
+        .as_array()
+        .expect("users")
+        .iter()
+        .map(|u| u.as_str().expect("name"))
+        .collect()
+}
+
+async fn presence_counts_each_user_once_and_follows_arrivals_and_departures(mode: Mode) {
+    let server = TestServer::start_in(mode).await;
+    let url = server.ws_url();
+    let mut ann = Client::connect(&url).await;
+    join(&mut ann, "dev", None).await;
+    ann.expect("joined").await;
+    let first = ann.wait_presence("dev", |_| true).await;
+    assert_eq!(
+        (&first["count"], names(&first)),
+        (&1.into(), vec![ann.user.as_str()])
+    );
+
+    // A second tab of ann's is still one user; bob makes two, and everyone hears of him.
+    let mut ann_again = Client::reconnect(&url, &ann.token).await;
+    join(&mut ann_again, "dev", None).await;
+    ann_again.expect("joined").await;
+    ann_again.wait_presence("dev", |p| p["count"] == 1).await;
+    let mut bob = Client::connect(&url).await;
+    join(&mut bob, "dev", None).await;
+    bob.expect("joined").await;
+    bob.wait_presence("dev", |p| p["count"] == 2).await;
+    let both = ann.wait_presence("dev", |p| p["count"] == 2).await;
+    assert_eq!(names(&both), vec![ann.user.as_str(), bob.user.as_str()]);
+
+    // Bob leaves: back to one. A connection that never joined (the article's page) hears none of it.
+    let mut lobby_only = Client::connect(&url).await;
+    bob.send(json!({"type": "leave", "room": "dev"})).await;
+    bob.expect("left").await;
+    ann.wait_presence("dev", |p| p["count"] == 1).await;
+    drop(ann_again);
+    lobby_only.expect_silence(QUIET).await;
+    assert!(lobby_only.presence.is_empty(), "{:?}", lobby_only.presence);
+
+    // A crowd is counted, and named only up to the limit.
+    let mut crowd = Vec::new();
+    for _ in 0..shared::PRESENCE_NAMES + 5 {
+        let mut c = Client::connect(&url).await;
+        join(&mut c, "big", None).await;
+        crowd.push(c);
+    }
+    let total = shared::PRESENCE_NAMES + 5;
+    let last = crowd.last_mut().expect("crowd");
+    let seen = last.wait_presence("big", |p| p["count"] == total).await;
+    assert_eq!(names(&seen).len(), shared::PRESENCE_NAMES);
 }
