@@ -87,21 +87,22 @@ pub fn spawn(
                 () = stop.cancelled() => return,
                 _ = every.tick() => {}
             }
-            let mut rooms = hub.take_changed();
+            let changed = hub.take_changed();
             let Some(broker) = &broker else {
-                for room in rooms {
+                for room in changed {
                     let (count, users) = hub.users(&room, PRESENCE_NAMES);
                     hub.announce_presence(&room, &frame(&room, count, users));
                 }
                 continue;
             };
-            // Every so often, all of this node's rooms: its liveness and shares stay fresh even after
-            // Redis lost them.
+            // Every so often, all of this node's rooms too (not announced): its liveness and shares stay
+            // fresh even after Redis lost them.
             let renew = tick % ticks_per_renewal == 0;
+            let mut rooms: Vec<(RoomId, bool)> = changed.into_iter().map(|r| (r, true)).collect();
             if renew {
                 for room in hub.rooms() {
-                    if !rooms.contains(&room) {
-                        rooms.push(room);
+                    if !rooms.iter().any(|(r, _)| *r == room) {
+                        rooms.push((room, false));
                     }
                 }
             }
@@ -110,9 +111,9 @@ pub fn spawn(
             }
             let shares: Vec<_> = rooms
                 .into_iter()
-                .map(|room| {
+                .map(|(room, changed)| {
                     let (count, users) = hub.users(&room, PRESENCE_NAMES);
-                    (room, count, users)
+                    (room, count, users, changed)
                 })
                 .collect();
             if let Err(e) = broker.set_here(&shares, RENEW_EVERY * 3).await {

@@ -275,11 +275,11 @@ impl Broker {
     }
 
     /// Stores this node's share of each room (`count` users, of whom `users` named; none: the share is
-    /// dropped), renews its liveness for `ttl`, and announces the rooms whose share changed. See
+    /// dropped), renews its liveness for `ttl`, and announces the rooms marked as changed. See
     /// [`crate::presence`].
     pub async fn set_here(
         &self,
-        shares: &[(RoomId, usize, Vec<UserName>)],
+        shares: &[(RoomId, usize, Vec<UserName>, bool)],
         ttl: Duration,
     ) -> RedisResult<()> {
         let until = crate::now().unix_ms() + ttl.as_millis() as i64;
@@ -289,7 +289,7 @@ impl Broker {
             .arg(until)
             .arg(&self.node)
             .ignore();
-        for (room, count, users) in shares {
+        for (room, count, users, changed) in shares {
             if *count == 0 {
                 pipe.cmd("HDEL")
                     .arg(keys::here(room))
@@ -307,10 +307,12 @@ impl Broker {
                     .arg(share)
                     .ignore();
             }
-            pipe.cmd("PUBLISH")
-                .arg(CONTROL_CHANNEL)
-                .arg(format!("presence\n{room}"))
-                .ignore();
+            if *changed {
+                pipe.cmd("PUBLISH")
+                    .arg(CONTROL_CHANNEL)
+                    .arg(format!("presence\n{room}"))
+                    .ignore();
+            }
         }
         self.pipeline(&pipe).await
     }
