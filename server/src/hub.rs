@@ -29,6 +29,9 @@ pub struct Hub {
     rooms: RwLock<HashMap<RoomId, Vec<Member>>>,
     /// Rooms whose set of users changed since [`Hub::take_changed`] last ran (see [`crate::presence`]).
     changed: Mutex<HashSet<RoomId>>,
+    /// The `presence` frame last announced in each room, for joiners: computing it per join would
+    /// cost a pass over the room's members each time, quadratic in a reconnect storm.
+    announced: Mutex<HashMap<RoomId, Utf8Bytes>>,
 }
 
 /// One connection in a room.
@@ -102,6 +105,10 @@ impl Hub {
             }
             if members.is_empty() {
                 rooms.remove(room);
+                self.announced
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(room);
             }
         }
     }
@@ -143,8 +150,19 @@ impl Hub {
         }
     }
 
-    /// Delivers the `presence` `frame` to every connection in `room` that wants it.
+    /// The `presence` frame last announced in `room`, if any.
+    pub fn last_presence(&self, room: &RoomId) -> Option<Utf8Bytes> {
+        let announced = self.announced.lock().unwrap_or_else(|p| p.into_inner());
+        announced.get(room).cloned()
+    }
+
+    /// Delivers the `presence` `frame` to every connection in `room` that wants it, and keeps it for
+    /// the room's next joiners.
     pub fn announce_presence(&self, room: &RoomId, frame: &Utf8Bytes) {
+        self.announced
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(room.clone(), frame.clone());
         let rooms = self.read();
         for member in rooms.get(room).into_iter().flatten() {
             if member.presence {

@@ -5,7 +5,8 @@
 //! tells their members who is there: `presence {room, count, users}`, with at most
 //! [`shared::PRESENCE_NAMES`] names, so a reconnect storm costs each room one frame a second, and a room
 //! of thousands a count rather than a crowd. A connection that joins a room gets its presence right after
-//! `joined`. Presence is ephemeral: never stored, never replayed, and sent only to connections that
+//! `joined`: the frame last announced there ([`for_joiner`]), so that a storm of joins does not count the
+//! room's members once per join. Presence is ephemeral: never stored, never replayed, and sent only to connections that
 //! joined the room themselves (see [`Hub::want_presence`]).
 //!
 //! In the Redis mode a room's users are spread over nodes. Each node keeps its own share of each room
@@ -37,6 +38,15 @@ pub fn frame(room: &RoomId, count: usize, users: Vec<UserName>) -> Utf8Bytes {
     }
     .to_json()
     .into()
+}
+
+/// Who is in `room`, for a connection that just joined: the frame last announced there (at most a
+/// tick old; the joiner's own arrival is announced at the next tick), else [`of`].
+pub async fn for_joiner(hub: &Hub, broker: Option<&Broker>, room: &RoomId) -> Utf8Bytes {
+    match hub.last_presence(room) {
+        Some(frame) => frame,
+        None => of(hub, broker, room).await,
+    }
 }
 
 /// Who is in `room`, on every node: this node's users from the hub, in the Redis mode joined with the

@@ -802,7 +802,7 @@ where
         let node = &self.node;
         node.sequencer.joined(&room, head);
         node.hub.want_presence(&room, self.conn);
-        let presence = crate::presence::of(&node.hub, node.broker.as_deref(), &room).await;
+        let presence = crate::presence::for_joiner(&node.hub, node.broker.as_deref(), &room).await;
         self.send(&ServerMessage::Joined { room, head }).await?;
         self.node.metrics.frames_out.inc();
         self.write(Message::Text(presence), true).await
