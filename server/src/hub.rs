@@ -26,12 +26,21 @@ pub type ConnId = u64;
 /// Room membership of this node's connections.
 #[derive(Debug, Default)]
 pub struct Hub {
-    rooms: RwLock<HashMap<RoomId, Vec<Member>>>,
+    rooms: RwLock<HashMap<RoomId, Room>>,
     /// Rooms whose set of users changed since [`Hub::take_changed`] last ran (see [`crate::presence`]).
     changed: Mutex<HashSet<RoomId>>,
-    /// The `presence` frame last announced in each room, for joiners: computing it per join would
-    /// cost a pass over the room's members each time, quadratic in a reconnect storm.
-    announced: Mutex<HashMap<RoomId, Utf8Bytes>>,
+}
+
+/// One room's connections here.
+#[derive(Debug, Default)]
+struct Room {
+    members: Vec<Member>,
+    /// How many of `members` each user has: its keys are the room's distinct users, kept as members
+    /// come and go so that no join or leave counts them again.
+    users: HashMap<UserName, usize>,
+    /// The `presence` frame last announced here, for joiners: computing one per join would pass over
+    /// the members each time, quadratic in a reconnect storm.
+    announced: Option<Utf8Bytes>,
 }
 
 /// One connection in a room.
@@ -46,23 +55,33 @@ struct Member {
 }
 
 impl Hub {
-    fn read(&self) -> RwLockReadGuard<'_, HashMap<RoomId, Vec<Member>>> {
+    fn read(&self) -> RwLockReadGuard<'_, HashMap<RoomId, Room>> {
         self.rooms.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, HashMap<RoomId, Vec<Member>>> {
+    fn write(&self) -> RwLockWriteGuard<'_, HashMap<RoomId, Room>> {
         self.rooms.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The connections in `room` (none if nobody here is in it).
+    fn members<'a>(
+        rooms: &'a HashMap<RoomId, Room>,
+        room: &RoomId,
+    ) -> impl Iterator<Item = &'a Member> {
+        rooms.get(room).into_iter().flat_map(|r| &r.members)
     }
 
     /// Adds connection `conn` of `user` to `room` (no-op if already there).
     pub fn join(&self, room: &RoomId, conn: ConnId, user: &UserName, mailbox: &Mailbox) {
         let mut rooms = self.write();
-        let members = rooms.entry(room.clone()).or_default();
-        if !members.iter().any(|m| m.conn == conn) {
-            if !members.iter().any(|m| m.user == *user) {
+        let here = rooms.entry(room.clone()).or_default();
+        if !here.members.iter().any(|m| m.conn == conn) {
+            let tabs = here.users.entry(user.clone()).or_default();
+            *tabs += 1;
+            if *tabs == 1 {
                 self.mark_changed(room);
             }
-            members.push(Member {
+            here.members.push(Member {
                 conn,
                 user: user.clone(),
                 mailbox: mailbox.clone(),
@@ -90,26 +109,30 @@ impl Hub {
 
     fn remove_where(&self, room: &RoomId, mut out: impl FnMut(&Member) -> bool) {
         let mut rooms = self.write();
-        if let Some(members) = rooms.get_mut(room) {
-            let mut gone = Vec::new();
-            members.retain(|m| {
-                let keep = !out(m);
-                if !keep {
-                    gone.push(m.user.clone());
-                }
-                keep
-            });
+        let Some(here) = rooms.get_mut(room) else {
+            return;
+        };
+        let Room { members, users, .. } = here;
+        let mut someone_left = false;
+        members.retain(|m| {
+            if !out(m) {
+                return true;
+            }
             // A user whose last connection left is no longer present.
-            if gone.iter().any(|u| !members.iter().any(|m| m.user == *u)) {
-                self.mark_changed(room);
+            if let Some(tabs) = users.get_mut(&m.user) {
+                *tabs -= 1;
+                if *tabs == 0 {
+                    users.remove(&m.user);
+                    someone_left = true;
+                }
             }
-            if members.is_empty() {
-                rooms.remove(room);
-                self.announced
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(room);
-            }
+            false
+        });
+        if someone_left {
+            self.mark_changed(room);
+        }
+        if here.members.is_empty() {
+            rooms.remove(room);
         }
     }
 
@@ -130,20 +153,24 @@ impl Hub {
     /// the order they came).
     pub fn users(&self, room: &RoomId, names: usize) -> (usize, Vec<UserName>) {
         let rooms = self.read();
-        let mut seen: HashSet<&UserName> = HashSet::new();
-        let mut first = Vec::new();
-        for member in rooms.get(room).into_iter().flatten() {
-            if seen.insert(&member.user) && first.len() < names {
+        let count = rooms.get(room).map_or(0, |r| r.users.len());
+        let wanted = names.min(count);
+        let mut first: Vec<UserName> = Vec::with_capacity(wanted);
+        for member in Self::members(&rooms, room) {
+            if first.len() == wanted {
+                break;
+            }
+            if !first.contains(&member.user) {
                 first.push(member.user.clone());
             }
         }
-        (seen.len(), first)
+        (count, first)
     }
 
     /// Connection `conn` joined `room` itself: it gets the room's `presence` frames from now on.
     pub fn want_presence(&self, room: &RoomId, conn: ConnId) {
         let mut rooms = self.write();
-        for member in rooms.get_mut(room).into_iter().flatten() {
+        for member in rooms.get_mut(room).into_iter().flat_map(|r| &mut r.members) {
             if member.conn == conn {
                 member.presence = true;
             }
@@ -152,32 +179,26 @@ impl Hub {
 
     /// The `presence` frame last announced in `room`, if any.
     pub fn last_presence(&self, room: &RoomId) -> Option<Utf8Bytes> {
-        let announced = self.announced.lock().unwrap_or_else(|p| p.into_inner());
-        announced.get(room).cloned()
+        self.read().get(room)?.announced.clone()
     }
 
     /// Delivers the `presence` `frame` to every connection in `room` that wants it, and keeps it for
     /// the room's next joiners.
     pub fn announce_presence(&self, room: &RoomId, frame: &Utf8Bytes) {
-        self.announced
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(room.clone(), frame.clone());
-        let rooms = self.read();
-        for member in rooms.get(room).into_iter().flatten() {
-            if member.presence {
-                member.mailbox.push(Outbound::Direct(frame.clone()));
-            }
+        let mut rooms = self.write();
+        let Some(here) = rooms.get_mut(room) else {
+            return;
+        };
+        here.announced = Some(frame.clone());
+        for member in here.members.iter().filter(|m| m.presence) {
+            member.mailbox.push(Outbound::Direct(frame.clone()));
         }
     }
 
     /// Delivers `message` to every connection in its room except `except`.
     pub fn publish(&self, message: &Arc<Published>, except: Option<ConnId>) {
         let rooms = self.read();
-        let Some(members) = rooms.get(&message.room) else {
-            return;
-        };
-        for member in members {
+        for member in Self::members(&rooms, &message.room) {
             if Some(member.conn) != except {
                 member.mailbox.push(Outbound::Delivery(Arc::clone(message)));
             }
@@ -188,7 +209,7 @@ impl Hub {
     /// `from` (a user's own tabs do not hear about themselves).
     pub fn announce(&self, room: &RoomId, frame: &Utf8Bytes, from: &UserName) {
         let rooms = self.read();
-        for member in rooms.get(room).into_iter().flatten() {
+        for member in Self::members(&rooms, room) {
             if member.user != *from {
                 member.mailbox.push(Outbound::Direct(frame.clone()));
             }
@@ -209,10 +230,10 @@ impl Hub {
     /// Bytes queued in the mailboxes of every connection in any room (each connection counted once).
     pub fn queued_bytes(&self) -> usize {
         let rooms = self.read();
-        let mut seen = std::collections::HashSet::new();
+        let mut seen = HashSet::new();
         rooms
             .values()
-            .flatten()
+            .flat_map(|r| &r.members)
             .filter(|m| seen.insert(m.conn))
             .map(|m| m.mailbox.queued())
             .sum()
@@ -225,7 +246,7 @@ impl Hub {
 
     /// How many connections are in `room`.
     pub fn member_count(&self, room: &RoomId) -> usize {
-        self.read().get(room).map_or(0, Vec::len)
+        self.read().get(room).map_or(0, |r| r.members.len())
     }
 }
 
@@ -268,5 +289,34 @@ mod tests {
         assert!(rb.try_recv().is_none());
         hub.leave(&lobby, 1);
         assert_eq!(hub.member_count(&lobby), 0);
+    }
+
+    #[test]
+    fn users_count_once_per_user_and_change_only_with_a_first_or_last_connection() {
+        let hub = Hub::default();
+        let room = RoomId::new("dev").expect("room");
+        let (m, _r) = mailbox(1024);
+        let (ann, bob) = (
+            UserName::new("ann").expect("name"),
+            UserName::new("bob").expect("name"),
+        );
+        hub.join(&room, 1, &ann, &m);
+        hub.join(&room, 2, &ann, &m);
+        hub.join(&room, 3, &bob, &m);
+        assert_eq!(hub.users(&room, 50), (2, vec![ann.clone(), bob.clone()]));
+        assert_eq!(
+            hub.users(&room, 1),
+            (2, vec![ann.clone()]),
+            "named up to the limit"
+        );
+        assert_eq!(hub.take_changed(), vec![room.clone()]);
+        hub.leave(&room, 1);
+        assert!(
+            hub.take_changed().is_empty(),
+            "ann is still here in another tab"
+        );
+        hub.evict(&room, |u| *u != ann);
+        assert_eq!(hub.take_changed(), vec![room.clone()]);
+        assert_eq!(hub.users(&room, 50), (1, vec![bob]));
     }
 }

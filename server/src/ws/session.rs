@@ -32,7 +32,7 @@
 
 use crate::{
     access::AccessError,
-    history::{NewMessage, PageLimit, StoredMessage},
+    history::{HistoryError, NewMessage, PageLimit, StoredMessage},
     hub::{ConnId, Hub},
     limits::{TokenBucket, client_key},
     mailbox::{Mailbox, MailboxReceiver, Outbound, mailbox},
@@ -651,16 +651,7 @@ where
         let head = loop {
             let page = match history.read_since(room.clone(), cursor, limit).await {
                 Ok(page) => page,
-                Err(e) => {
-                    tracing::error!(conn = self.conn, %room, error = %e, "reading history failed");
-                    return self
-                        .refuse(
-                            ErrorCode::Unavailable,
-                            "history is unavailable right now; join again later",
-                            room,
-                        )
-                        .await;
-                }
+                Err(e) => return self.join_failed(room, &e).await,
             };
             if first_page {
                 first_page = false;
@@ -717,16 +708,7 @@ where
             .await
         {
             Ok(page) => page,
-            Err(e) => {
-                tracing::error!(conn = self.conn, %room, error = %e, "reading history failed");
-                return self
-                    .refuse(
-                        ErrorCode::Unavailable,
-                        "history is unavailable right now; join again later",
-                        room,
-                    )
-                    .await;
-            }
+            Err(e) => return self.join_failed(room, &e).await,
         };
         for stored in page.messages {
             self.feed(&stored.into_frame()).await?;
@@ -793,6 +775,17 @@ where
                 tracing::error!(conn = self.conn, %room, error = %e, "updating the user's rooms failed");
             }
         }
+    }
+
+    /// A `join` whose history could not be read: said to the client, which joins again later.
+    async fn join_failed(&mut self, room: RoomId, error: &HistoryError) -> Result<(), End> {
+        tracing::error!(conn = self.conn, %room, error = %error, "reading history failed");
+        self.refuse(
+            ErrorCode::Unavailable,
+            "history is unavailable right now; join again later",
+            room,
+        )
+        .await
     }
 
     /// Ends a `join`: deliveries up to `head` are duplicates of what was just replayed, from here on.
