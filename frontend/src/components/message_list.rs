@@ -152,36 +152,63 @@ fn Message(entry: Shown, continues: bool, me: RwSignal<Option<shared::UserName>>
 const GROUP_MS: i64 = 5 * 60 * 1000;
 
 /// Each entry with whether it continues the group of the one before, and the day's name when it is the
-/// first of a day (in the browser's time zone).
+/// first of a day (in the browser's time zone). The browser's calendar is asked once per day, not per
+/// message: the list is grouped again whenever a message arrives.
 fn grouped(entries: Vec<Shown>) -> Vec<(Shown, bool, Option<String>)> {
-    let today = day_of(js_sys::Date::now());
-    let mut before: Option<(Option<shared::UserName>, i64, String)> = None;
+    let today = Day::of(js_sys::Date::now() as i64).name;
+    let mut day: Option<Day> = None;
+    let mut before: Option<(Option<shared::UserName>, i64)> = None;
     entries
         .into_iter()
         .map(|entry| {
             let at = entry.timestamp.unix_ms();
-            let day = day_of(at as f64);
-            let new_day = before.as_ref().is_none_or(|(_, _, d)| *d != day);
-            let continues = !new_day
+            let label = match &day {
+                Some(d) if d.holds(at) => None,
+                _ => {
+                    let new = Day::of(at);
+                    let name = if new.name == today {
+                        "Today".to_owned()
+                    } else {
+                        new.name.clone()
+                    };
+                    day = Some(new);
+                    Some(name)
+                }
+            };
+            let continues = label.is_none()
                 && before
                     .as_ref()
-                    .is_some_and(|(s, t, _)| *s == entry.sender && at - t < GROUP_MS);
-            let label = new_day.then(|| {
-                if day == today {
-                    "Today".to_owned()
-                } else {
-                    day.clone()
-                }
-            });
-            before = Some((entry.sender.clone(), at, day));
+                    .is_some_and(|(s, t)| *s == entry.sender && at - t < GROUP_MS);
+            before = Some((entry.sender.clone(), at));
             (entry, continues, label)
         })
         .collect()
 }
 
-/// The browser's name for the day of `unix_ms`, e.g. `Thu Nov 26 2026`.
-fn day_of(unix_ms: f64) -> String {
-    String::from(js_sys::Date::new(&JsValue::from_f64(unix_ms)).to_date_string())
+/// A day in the browser's time zone: from its local midnight to the next one.
+struct Day {
+    start: i64,
+    end: i64,
+    /// The browser's name for it, e.g. `Thu Nov 26 2026`.
+    name: String,
+}
+
+impl Day {
+    fn of(unix_ms: i64) -> Self {
+        let date = js_sys::Date::new(&JsValue::from_f64(unix_ms as f64));
+        let name = String::from(date.to_date_string());
+        date.set_hours(0);
+        date.set_minutes(0);
+        date.set_seconds(0);
+        let start = date.set_milliseconds(0) as i64;
+        // The next midnight by the calendar, so that a day with a clock change is 23 or 25 hours.
+        let end = date.set_date(date.get_date() + 1) as i64;
+        Self { start, end, name }
+    }
+
+    fn holds(&self, unix_ms: i64) -> bool {
+        (self.start..self.end).contains(&unix_ms)
+    }
 }
 
 /// When, as shown: relative within the hour ("now", "12 min ago"), else `HH:MM` in the browser's time
