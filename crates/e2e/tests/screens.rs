@@ -1,4 +1,4 @@
-//! The main screen in both themes, wide and narrow, saved as PNG files under `target/screenshots/` (test
+//! The main screen in both themes, wide and narrow, and offline, saved as PNG files under `target/screenshots/` (test
 //! artifacts to look at); the theme follows the system's setting and body text keeps AA contrast, and
 //! messages in a row from one sender are grouped under one name and one day separator. The
 //! narrow window is as narrow as headless Chromium's window goes (500 pixels).
@@ -43,7 +43,7 @@ async fn computed(page: &Page, selector: &str, property: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_themes_at_both_widths_are_saved_and_the_theme_follows_the_system() {
-    let server = AppServer::start().await;
+    let mut server = AppServer::start().await;
     let browser = Browser::start().await;
     let first = browser.page(&server.url()).await;
     first.wait_connected().await;
@@ -101,4 +101,18 @@ async fn both_themes_at_both_widths_are_saved_and_the_theme_follows_the_system()
             page.close().await;
         }
     }
+
+    // Offline: the banner says what happens to what is typed, above the history kept on the page.
+    let page = browser.page(&server.url()).await;
+    page.wait_connected().await;
+    page.wait_messages("the history", |m| m.len() == 3).await;
+    server.stop().await;
+    page.wait_text("offline-banner", "shown", |t| t.contains("offline"))
+        .await;
+    page.send("typed while offline").await;
+    page.wait_messages("the pending message", |m| m.len() == 4)
+        .await;
+    let png = page.client.screenshot().await.expect("screenshot");
+    std::fs::write(artifacts().join("offline-wide.png"), png).expect("save the screenshot");
+    page.close().await;
 }
