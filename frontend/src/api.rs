@@ -3,7 +3,7 @@
 //! with every same-origin request and with the WebSocket upgrade; this code never sees it.
 
 use crate::auth::sentence;
-use serde::{Serialize, de::DeserializeOwned};
+use serde::de::DeserializeOwned;
 use shared::api::{ApiError, Credentials, LoginResponse, SessionInfo};
 use std::fmt;
 use wasm_bindgen::{JsCast, JsValue};
@@ -36,22 +36,22 @@ impl fmt::Display for ApiFailure {
 
 /// `GET /api/session`: who the session cookie belongs to, and whether guests may connect.
 pub async fn session() -> Result<SessionInfo, ApiFailure> {
-    body(call("GET", "/api/session", None::<&()>).await?)
+    body(call("GET", "/api/session", None).await?)
 }
 
 /// `POST /api/register`: creates the account and signs in (the server sets the cookie).
 pub async fn register(credentials: &Credentials) -> Result<LoginResponse, ApiFailure> {
-    body(call("POST", "/api/register", Some(credentials)).await?)
+    body(call("POST", "/api/register", json(credentials)).await?)
 }
 
 /// `POST /api/login`: signs in (the server sets the cookie).
 pub async fn login(credentials: &Credentials) -> Result<LoginResponse, ApiFailure> {
-    body(call("POST", "/api/login", Some(credentials)).await?)
+    body(call("POST", "/api/login", json(credentials)).await?)
 }
 
 /// `POST /api/logout`: the server clears the cookie.
 pub async fn logout() -> Result<(), ApiFailure> {
-    call("POST", "/api/logout", None::<&()>).await.map(drop)
+    call("POST", "/api/logout", None).await.map(drop)
 }
 
 /// A 2xx answer: its status and body.
@@ -60,18 +60,18 @@ struct Answer {
     text: String,
 }
 
+/// `credentials` as a JSON body.
+fn json(credentials: &Credentials) -> Option<String> {
+    serde_json::to_string(credentials).ok()
+}
+
 /// Sends a same-origin request with `json` as its body (the browser's `fetch`, which sends the session
 /// cookie); a non-2xx answer becomes [`ApiFailure::Refused`] with the server's error body.
-async fn call(
-    method: &str,
-    path: &str,
-    json: Option<&impl Serialize>,
-) -> Result<Answer, ApiFailure> {
+async fn call(method: &str, path: &str, json: Option<String>) -> Result<Answer, ApiFailure> {
     let network = |_: JsValue| ApiFailure::Network;
     let init = web_sys::RequestInit::new();
     init.set_method(method);
-    if let Some(value) = json {
-        let text = serde_json::to_string(value).map_err(|_| ApiFailure::Network)?;
+    if let Some(text) = json {
         let headers = web_sys::Headers::new().map_err(network)?;
         headers
             .set("Content-Type", "application/json")

@@ -14,7 +14,9 @@
 //!   resends it after every reconnect, and marks it sent when the server's `ack` arrives.
 //! - [`auth`]: who we are and the decisions about sessions (pure, unit-tested natively); [`api`]: the
 //!   `/api` HTTP calls.
-//! - [`store`]: pure per-room state (ordered, deduplicated log; outbox), unit-tested natively.
+//! - [`store`]: pure per-room state (ordered, deduplicated log; outbox; the room list and read marks),
+//!   saved to localStorage, unit-tested natively; [`here`]: who is in each room and who is typing
+//!   (ephemeral, never saved).
 //! - [`storage`]: localStorage as JSON; [`json`]: reading JSON through the browser's parser.
 //! - [`text`]: message text cut into plain runs and web links (pure, unit-tested natively).
 //!
@@ -24,6 +26,7 @@ pub mod api;
 pub mod auth;
 pub mod components;
 pub mod connection;
+pub mod here;
 pub mod json;
 pub mod storage;
 pub mod store;

@@ -26,9 +26,10 @@ pub fn load<T: DeserializeOwned>(key: &str) -> Option<T> {
             if storage.get_item(&backup).ok().flatten().is_none() {
                 let _ = storage.set_item(&backup, &text);
             }
+            // Display, not Debug: Debug's string escaping would add its code to the wasm.
             web_sys::console::warn_1(
                 &format!(
-                    "localStorage {key:?} could not be read ({e:?}); a copy is kept as {backup:?}"
+                    "localStorage \"{key}\" could not be read ({e}); a copy is kept as \"{backup}\""
                 )
                 .into(),
             );

@@ -14,7 +14,9 @@
 //! messages in what this tab saves.
 
 use serde::{Deserialize, Serialize};
-use shared::{ChatText, ClientMessage, ClientMsgId, RoomId, Seq, Timestamp, UserName};
+use shared::{
+    ChatText, ClientMessage, ClientMsgId, RoomId, Seq, ServerMessage, Timestamp, UserName,
+};
 use std::collections::BTreeMap;
 
 /// How many of a room's newest delivered messages are saved in localStorage.
@@ -75,6 +77,23 @@ pub struct RoomLog {
     failed: Vec<Outgoing>,
     /// The server has nothing older than the first message of `messages`.
     complete: bool,
+    /// The newest `seq` the user has read (seen in the open room).
+    read: Seq,
+    /// The room's newest `seq` as the room list said (until the join's replay brings the messages).
+    head: Seq,
+    /// Only members may use the room.
+    private: bool,
+}
+
+/// A room in the room list.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Listed {
+    /// The room.
+    pub room: RoomId,
+    /// Messages after what was read.
+    pub unread: Seq,
+    /// Only members may use it.
+    pub private: bool,
 }
 
 /// Where one of the messages shown stands.
@@ -132,8 +151,12 @@ pub struct Store {
 impl Default for Store {
     /// An empty store that has joined the lobby.
     fn default() -> Self {
+        // `insert` rather than `BTreeMap::from`, whose bulk building would be one more routine in the
+        // wasm.
+        let mut rooms = BTreeMap::new();
+        rooms.insert(RoomId::lobby(), RoomLog::default());
         Self {
-            rooms: BTreeMap::from([(RoomId::lobby(), RoomLog::default())]),
+            rooms,
             outbox: Vec::new(),
         }
     }
@@ -158,6 +181,98 @@ impl Store {
             .get(room)
             .map(|log| log.last_seq)
             .filter(|&seq| seq > 0)
+    }
+
+    /// Takes in what a frame from the server changes in the store (`chat`, `ack`, `joined`, `history`,
+    /// `rooms`, a private room `created`, `left`; other frames change nothing). `me` is the current user.
+    /// Returns the rooms to join: those the account's list (`rooms`) names and this store did not have.
+    pub fn apply(&mut self, message: ServerMessage, me: Option<&UserName>) -> Vec<RoomId> {
+        match message {
+            ServerMessage::Chat {
+                sender,
+                text,
+                timestamp,
+                room,
+                seq,
+                id,
+            } => {
+                let message = Delivered {
+                    seq,
+                    sender: Some(sender),
+                    text,
+                    timestamp,
+                    id,
+                };
+                self.receive(&room, message, me);
+            }
+            ServerMessage::Ack { id, room, seq } => self.ack(&id, &room, seq),
+            ServerMessage::Joined { room, head } => self.joined(&room, head),
+            ServerMessage::History {
+                room,
+                messages,
+                more,
+                ..
+            } => self.older(&room, messages, more),
+            ServerMessage::Rooms { rooms } => return self.list(rooms),
+            ServerMessage::Created {
+                room,
+                private: true,
+            } => self.set_private(&room),
+            // Left, or taken out of a private room: it leaves the list.
+            ServerMessage::Left { room } => self.forget(&room),
+            _ => {}
+        }
+        Vec::new()
+    }
+
+    /// The rooms, by name, with their unread counts.
+    pub fn rooms(&self) -> Vec<Listed> {
+        self.rooms
+            .iter()
+            .map(|(room, log)| Listed {
+                room: room.clone(),
+                unread: log.last_seq.max(log.head).saturating_sub(log.read),
+                private: log.private,
+            })
+            .collect()
+    }
+
+    /// The account's room list arrived (from any device): adds the rooms this store lacks and raises what
+    /// was read; returns the rooms added, to be joined.
+    pub fn list(&mut self, rooms: Vec<shared::RoomSummary>) -> Vec<RoomId> {
+        let mut added = Vec::new();
+        for summary in rooms {
+            if !self.rooms.contains_key(&summary.room) {
+                added.push(summary.room.clone());
+            }
+            let log = self.rooms.entry(summary.room).or_default();
+            log.read = log.read.max(summary.last_read);
+            log.head = log.head.max(summary.head);
+            log.private = summary.private;
+        }
+        added
+    }
+
+    /// The user sees `room` up to its newest message: returns that `seq` when it is news.
+    pub fn read_up_to(&mut self, room: &RoomId) -> Option<Seq> {
+        let log = self.rooms.get_mut(room)?;
+        let newest = log.last_seq.max(log.head);
+        (log.read < newest).then(|| {
+            log.read = newest;
+            newest
+        })
+    }
+
+    /// `room` is private (this user created it, or it is listed as such).
+    pub fn set_private(&mut self, room: &RoomId) {
+        self.rooms.entry(room.clone()).or_default().private = true;
+    }
+
+    /// Forgets `room` (left, or no longer allowed in); the lobby stays.
+    pub fn forget(&mut self, room: &RoomId) {
+        if *room != RoomId::lobby() {
+            self.rooms.remove(room);
+        }
     }
 
     /// The `before` of the next page of older messages of `room`, while the server may have some.
@@ -242,11 +357,9 @@ impl Store {
         let mut merged = self.clone();
         let theirs = stored.outbox.iter().filter(|o| !self.knows(&o.id));
         merged.outbox.extend(theirs.cloned());
-        // Unstable sorts with the position as a tie-break: the same order as a stable sort, and one sort
-        // routine fewer in the wasm.
-        let mut ordered: Vec<_> = merged.outbox.drain(..).enumerate().collect();
-        ordered.sort_unstable_by_key(|(i, o)| (o.created, *i));
-        merged.outbox = ordered.into_iter().map(|(_, o)| o).collect();
+        let order = typed_order(merged.outbox.iter().map(|o| o.created));
+        let mut slots: Vec<Option<Outgoing>> = merged.outbox.drain(..).map(Some).collect();
+        merged.outbox = order.into_iter().filter_map(|i| slots[i].take()).collect();
         for log in merged.rooms.values_mut() {
             let over = log.messages.len().saturating_sub(ROOM_CAP);
             if over > 0 {
@@ -295,17 +408,22 @@ impl Store {
             .iter()
             .filter(|o| &o.room == room)
             .map(|o| (o, Delivery::Pending));
-        let mut mine: Vec<_> = failed.chain(pending).enumerate().collect();
-        mine.sort_unstable_by_key(|(i, (o, _))| (o.created, *i));
+        let mine: Vec<_> = failed.chain(pending).collect();
+        let order = typed_order(mine.iter().map(|(o, _)| o.created));
         delivered
-            .chain(mine.into_iter().map(|(_, (o, delivery))| Shown {
-                key: format!("id-{}", o.id),
-                sender: None,
-                text: o.text.clone(),
-                timestamp: o.created,
-                delivery,
-                seq: None,
-            }))
+            .chain(
+                order
+                    .into_iter()
+                    .map(|i| mine[i])
+                    .map(|(o, delivery)| Shown {
+                        key: format!("id-{}", o.id),
+                        sender: None,
+                        text: o.text.clone(),
+                        timestamp: o.created,
+                        delivery,
+                        seq: None,
+                    }),
+            )
             .collect()
     }
 
@@ -351,6 +469,15 @@ impl Store {
             }
         }
     }
+}
+
+/// The positions of messages in the order they were typed (by `created`, then by position). The one sort
+/// of the store: an unstable sort with the position as a tie-break orders as a stable one would, and
+/// sorting plain keys keeps a single copy of the sort routine in the wasm.
+fn typed_order(created: impl Iterator<Item = Timestamp>) -> Vec<usize> {
+    let mut keys: Vec<(Timestamp, usize)> = created.zip(0..).collect();
+    keys.sort_unstable();
+    keys.into_iter().map(|(_, i)| i).collect()
 }
 
 #[cfg(test)]
@@ -619,6 +746,55 @@ mod tests {
         store.receive(&other, theirs(500, "late"), None);
         store.older(&other, vec![entry(499)], false);
         assert_eq!(store.older_than(&other), None);
+    }
+
+    #[test]
+    fn the_room_list_adds_rooms_counts_unread_and_reading_clears_it() {
+        let mut store = Store::default();
+        let dev = RoomId::new("dev").expect("room");
+        let team = RoomId::new("team").expect("room");
+        let summary = |room: &RoomId, last_read, head, private| shared::RoomSummary {
+            room: room.clone(),
+            last_read,
+            head,
+            private,
+        };
+        let added = store.list(vec![
+            summary(&room(), 0, 0, false),
+            summary(&dev, 40, 42, false),
+            summary(&team, 0, 3, true),
+        ]);
+        assert_eq!(
+            added,
+            [dev.clone(), team.clone()],
+            "the lobby was there already"
+        );
+        assert_eq!(
+            store.since(&dev),
+            None,
+            "a listed room still joins for its newest page"
+        );
+        let unread: Vec<_> = store
+            .rooms()
+            .iter()
+            .map(|r| (r.room.to_string(), r.unread, r.private))
+            .collect();
+        assert_eq!(
+            unread,
+            [
+                ("dev".into(), 2, false),
+                ("lobby".into(), 0, false),
+                ("team".into(), 3, true)
+            ]
+        );
+        store.receive(&dev, theirs(43, "new"), None);
+        assert_eq!(store.rooms()[0].unread, 3);
+        assert_eq!(store.read_up_to(&dev), Some(43));
+        assert_eq!(store.read_up_to(&dev), None, "nothing new");
+        assert_eq!(store.rooms()[0].unread, 0);
+        store.forget(&team);
+        store.forget(&room());
+        assert_eq!(store.rooms().len(), 2, "team is gone, the lobby stays");
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! subscription is down), `GET /metrics`, and the built web app at `/`.
 //!
 //! Every response carries the headers a page that shows other people's text should have: a
-//! `Content-Security-Policy` allowing only what the wasm app needs (its own scripts, by hash for the
-//! loader trunk inlines, `wasm-unsafe-eval` to compile the module, and connections to this origin),
+//! `Content-Security-Policy` allowing only what the wasm app needs (its own scripts and styles, by hash
+//! for the loader and the style sheet trunk inlines, `wasm-unsafe-eval` to compile the module, and connections to this origin),
 //! `X-Content-Type-Options: nosniff`, `Referrer-Policy: no-referrer`, and framing refused. Unknown
 //! `/api/...` paths answer 404 with the API's JSON error body instead of the app's page.
 
@@ -155,20 +155,25 @@ pub fn app_version(dir: &Path) -> Option<String> {
     Some(digest[..8].iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// The policy for the app in `index`: its inline scripts (trunk's loader) are allowed by hash.
+/// The policy for the app in `index`: its inline scripts (trunk's loader) and its inline style sheet
+/// (the app's CSS, inlined to spare a first visit one request) are allowed by hash.
 fn content_security_policy(index: &Path) -> HeaderValue {
     let html = std::fs::read_to_string(index).unwrap_or_default();
-    let hashes: String = inline_scripts(&html)
-        .map(|script| {
-            let digest = Sha256::digest(script.as_bytes());
-            format!(
-                " 'sha256-{}'",
-                base64::engine::general_purpose::STANDARD.encode(digest)
-            )
-        })
-        .collect();
+    let hashes = |tag| -> String {
+        inline_bodies(&html, tag)
+            .into_iter()
+            .map(|body| {
+                let digest = Sha256::digest(body.as_bytes());
+                format!(
+                    " 'sha256-{}'",
+                    base64::engine::general_purpose::STANDARD.encode(digest)
+                )
+            })
+            .collect()
+    };
+    let (scripts, styles) = (hashes("script"), hashes("style"));
     let policy = format!(
-        "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'{hashes}; style-src 'self'; \
+        "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'{scripts}; style-src 'self'{styles}; \
          img-src 'self' data:; font-src 'self'; connect-src 'self'; manifest-src 'self'; \
          base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
     );
@@ -176,13 +181,17 @@ fn content_security_policy(index: &Path) -> HeaderValue {
         .unwrap_or_else(|e| unreachable!("the policy is ASCII without newlines: {e}"))
 }
 
-/// The bodies of the `<script>` elements of `html` that have no `src`.
-fn inline_scripts(html: &str) -> impl Iterator<Item = &str> {
-    html.split("<script").skip(1).filter_map(|rest| {
-        let (attributes, after) = rest.split_once('>')?;
-        let (body, _) = after.split_once("</script>")?;
-        (!attributes.contains("src=")).then_some(body)
-    })
+/// The bodies of the `<tag>` elements of `html` that have no `src` (`script` or `style`).
+fn inline_bodies<'a>(html: &'a str, tag: &str) -> Vec<&'a str> {
+    let (open, close) = (format!("<{tag}"), format!("</{tag}>"));
+    html.split(open.as_str())
+        .skip(1)
+        .filter_map(|rest| {
+            let (attributes, after) = rest.split_once('>')?;
+            let (body, _) = after.split_once(close.as_str())?;
+            (!attributes.contains("src=")).then_some(body)
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -190,11 +199,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn inline_scripts_are_found_and_external_ones_skipped() {
+    fn inline_scripts_and_styles_are_found_and_external_ones_skipped() {
         let html = r#"<head><script src="/a.js"></script><script type="module">
-import init from '/x.js';</script><body><script>b()</script>"#;
-        let found: Vec<_> = inline_scripts(html).collect();
-        assert_eq!(found, vec!["\nimport init from '/x.js';", "b()"]);
+import init from '/x.js';</script><style>p{color:red}</style><body><script>b()</script>"#;
+        assert_eq!(
+            inline_bodies(html, "script"),
+            ["\nimport init from '/x.js';", "b()"]
+        );
+        assert_eq!(inline_bodies(html, "style"), ["p{color:red}"]);
     }
 
     #[test]

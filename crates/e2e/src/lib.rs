@@ -321,6 +321,57 @@ impl Page {
             .unwrap_or_default()
     }
 
+    /// Whether the `data-testid` element is on the page now.
+    pub async fn present(&self, id: &str) -> bool {
+        self.client.find(Locator::Css(&testid(id))).await.is_ok()
+    }
+
+    /// Polls until the `data-testid` element is present (or absent, with `want = false`), up to `within`.
+    pub async fn wait_present(&self, id: &str, want: bool, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        while self.present(id).await != want {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "waited {within:?} for {id} to be {}",
+                if want { "shown" } else { "gone" }
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Replaces the text of the `data-testid` input.
+    pub async fn fill(&self, id: &str, text: &str) {
+        let input = self
+            .client
+            .find(Locator::Css(&testid(id)))
+            .await
+            .unwrap_or_else(|e| panic!("{id}: {e}"));
+        input.clear().await.expect("clear");
+        input.send_keys(text).await.expect("type");
+    }
+
+    /// Clicks the element matching the CSS `selector` (see [`testid`]).
+    pub async fn click(&self, selector: &str) {
+        self.client
+            .find(Locator::Css(selector))
+            .await
+            .unwrap_or_else(|e| panic!("{selector}: {e}"))
+            .click()
+            .await
+            .expect("click");
+    }
+
+    /// Registers the account `name` with `password` from the sign-in screen, then waits for the chat to
+    /// show it connected.
+    pub async fn register(&self, name: &str, password: &str) {
+        self.wait_present("login-name", true, WAIT).await;
+        self.fill("login-name", name).await;
+        self.fill("login-password", password).await;
+        self.click(&testid("register-submit")).await;
+        self.wait_text("current-user", name, |t| t == name).await;
+        self.wait_connected().await;
+    }
+
     /// Waits until the connection status says connected.
     pub async fn wait_connected(&self) {
         self.wait_text("connection-status", "connected", |t| {

@@ -10,63 +10,24 @@ use std::time::Duration;
 
 const GOOD_PASSWORD: &str = "correct horse battery";
 
-/// Whether the `data-testid` element is on the page now.
-async fn present(page: &Page, id: &str) -> bool {
-    page.client.find(Locator::Css(&testid(id))).await.is_ok()
-}
-
-/// Polls until the `data-testid` element is present (or absent, with `want = false`), up to `within`.
-async fn wait_present(page: &Page, id: &str, want: bool, within: Duration) {
-    let deadline = tokio::time::Instant::now() + within;
-    while present(page, id).await != want {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "waited {within:?} for {id} to be {}",
-            if want { "shown" } else { "gone" }
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Waits for the sign-in screen.
 async fn wait_sign_in(page: &Page) {
-    wait_present(page, "login-name", true, WAIT).await;
-    assert!(!present(page, "message-input").await, "no chat behind it");
-}
-
-/// Replaces the text of the `data-testid` input.
-async fn fill(page: &Page, id: &str, text: &str) {
-    let input = page
-        .client
-        .find(Locator::Css(&testid(id)))
-        .await
-        .unwrap_or_else(|e| panic!("{id}: {e}"));
-    input.clear().await.expect("clear");
-    input.send_keys(text).await.expect("type");
-}
-
-async fn click(page: &Page, id: &str) {
-    page.client
-        .find(Locator::Css(&testid(id)))
-        .await
-        .unwrap_or_else(|e| panic!("{id}: {e}"))
-        .click()
-        .await
-        .expect("click");
+    page.wait_present("login-name", true, WAIT).await;
+    assert!(!page.present("message-input").await, "no chat behind it");
 }
 
 /// Fills the sign-in form and presses `button` (`login-submit` or `register-submit`).
 async fn submit(page: &Page, button: &str, name: &str, password: &str) {
-    fill(page, "login-name", name).await;
-    fill(page, "login-password", password).await;
-    click(page, button).await;
+    page.fill("login-name", name).await;
+    page.fill("login-password", password).await;
+    page.click(&testid(button)).await;
 }
 
 /// Waits until the chat shows `name` as the current user and is connected.
 async fn wait_chat_as(page: &Page, name: &str) {
     page.wait_text("current-user", name, |t| t == name).await;
     page.wait_connected().await;
-    assert!(!present(page, "login-name").await, "no sign-in form");
+    assert!(!page.present("login-name").await, "no sign-in form");
 }
 
 /// A server whose tokens last 3 s, and a page on it signed in as a newly registered `ann`.
@@ -144,7 +105,7 @@ async fn accounts_register_sign_in_chat_and_sign_out() {
         .wait_text("login-error", "an error", |t| !t.is_empty())
         .await;
     assert!(error.to_lowercase().contains("password"), "{error}");
-    assert!(present(&a, "login-name").await);
+    assert!(a.present("login-name").await);
 
     submit(&a, "register-submit", "ann", GOOD_PASSWORD).await;
     wait_chat_as(&a, "ann").await;
@@ -167,7 +128,7 @@ async fn accounts_register_sign_in_chat_and_sign_out() {
     let taken = b
         .wait_text("login-error", "name taken", |t| !t.is_empty())
         .await;
-    assert!(present(&b, "login-name").await, "still signing in: {taken}");
+    assert!(b.present("login-name").await, "still signing in: {taken}");
     submit(&b, "register-submit", "bob", GOOD_PASSWORD).await;
     wait_chat_as(&b, "bob").await;
     b.wait_messages("to receive ann's message", |m| {
@@ -182,13 +143,13 @@ async fn accounts_register_sign_in_chat_and_sign_out() {
 
     // Signing out returns to the sign-in screen; a wrong password is refused; the right one works
     // (Enter in the password field signs in).
-    click(&a, "logout").await;
+    a.click(&testid("logout")).await;
     wait_sign_in(&a).await;
-    assert!(!present(&a, "current-user").await);
+    assert!(!a.present("current-user").await);
     submit(&a, "login-submit", "ann", "not the password").await;
     a.wait_text("login-error", "bad credentials", |t| !t.is_empty())
         .await;
-    fill(&a, "login-password", GOOD_PASSWORD).await;
+    a.fill("login-password", GOOD_PASSWORD).await;
     a.client
         .find(Locator::Css(&testid("login-password")))
         .await
@@ -215,9 +176,9 @@ async fn a_guest_can_sign_in_when_guests_are_allowed() {
     let guest = a
         .wait_text("current-user", "a guest name", |t| !t.is_empty())
         .await;
-    assert!(!present(&a, "logout").await, "guests cannot sign out");
+    assert!(!a.present("logout").await, "guests cannot sign out");
 
-    click(&a, "sign-in").await;
+    a.click(&testid("sign-in")).await;
     wait_sign_in(&a).await;
     submit(&a, "register-submit", "carol", GOOD_PASSWORD).await;
     wait_chat_as(&a, "carol").await;

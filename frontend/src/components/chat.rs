@@ -2,7 +2,7 @@
 //! own key, and turns what the connection reports into decisions about the session ([`watch_session`]):
 //! the session is gone (the app then shows the sign-in screen), or a guest's stored token is bad.
 
-use super::{Composer, MessageList, StatusBar};
+use super::{Composer, MessageList, RoomList, StatusBar, Typing};
 use crate::api;
 use crate::auth::{FailingOpens, Identity, RECHECK_AFTER, after_failed_opens};
 use crate::connection::{ChatState, ConnState, Connection, ConnectionConfig};
@@ -12,7 +12,7 @@ use futures::StreamExt;
 use futures::channel::mpsc::UnboundedReceiver;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use shared::RoomId;
+use shared::{ClientMessage, RoomId};
 
 /// The chat as `identity`. The header offers "Sign in" to a guest (`on_sign_in`) and "Sign out" to an
 /// account (`on_signed_out`, after `POST /api/logout`); `on_session_lost` gets `identity` when the server
@@ -54,6 +54,38 @@ pub fn ChatView(
     let closer = connection.clone();
     on_cleanup(move || closer.close());
 
+    // The room shown.
+    let current = state.current;
+    // What is shown counts as read: the open room's read mark follows its newest message, sent to the
+    // server at most once a second (a busy room would otherwise spend the frame budget on it), and a
+    // room's mark is set when the user leaves it for another (what it showed was seen).
+    let read_due = StoredValue::new(false);
+    let shown = StoredValue::new(None::<RoomId>);
+    Effect::new({
+        let connection = connection.clone();
+        move || {
+            let room = current.get();
+            state.store.track();
+            if let Some(left) = shown.get_value().filter(|left| *left != room) {
+                mark_read(state, &connection, left);
+            }
+            shown.set_value(Some(room));
+            if read_due.get_value() {
+                return;
+            }
+            read_due.set_value(true);
+            let connection = connection.clone();
+            // What is shown when the second is over: the room open then, up to its newest message.
+            gloo_timers::callback::Timeout::new(1_000, move || {
+                read_due.set_value(false);
+                if let Some(room) = current.try_get_untracked() {
+                    mark_read(state, &connection, room);
+                }
+            })
+            .forget();
+        }
+    });
+
     let signed_in = identity.account().is_some();
     let sign_out = move |_| {
         connection.close();
@@ -87,11 +119,34 @@ pub fn ChatView(
                         .into_any()
                 }}
             </StatusBar>
-            <main class="room">
-                <MessageList room=RoomId::lobby() />
-                <Composer room=RoomId::lobby() />
-            </main>
+            <div class="layout">
+                <RoomList />
+                {move || {
+                    let room = current.get();
+                    view! {
+                        <main class="room">
+                            <MessageList room=room.clone() />
+                            <Typing room=room.clone() />
+                            <Composer room />
+                        </main>
+                    }
+                }}
+            </div>
         </div>
+    }
+}
+
+/// Raises `room`'s read mark to its newest message and tells the server, if there is anything new. The
+/// store is looked at first, so that one with nothing new is not touched (and saved).
+fn mark_read(state: ChatState, connection: &Connection, room: RoomId) {
+    let unread = state
+        .store
+        .with_untracked(|s| s.rooms().iter().any(|l| l.room == room && l.unread > 0));
+    let read = unread
+        .then(|| state.store.try_update(|s| s.read_up_to(&room)).flatten())
+        .flatten();
+    if let Some(seq) = read {
+        connection.frame(ClientMessage::Read { room, seq });
     }
 }
 

@@ -2,9 +2,10 @@
 
 use crate::connection::Connection;
 use leptos::prelude::*;
-use shared::{ChatText, RoomId};
+use shared::{ChatText, ClientMessage, RoomId};
 
-/// Sends what is typed to `room`: Enter sends, Shift+Enter starts a new line.
+/// Sends what is typed to `room`: Enter sends, Shift+Enter starts a new line. While the user types, the
+/// room is told so every few seconds ([`shared::TYPING_EVERY_MS`]).
 ///
 /// Send (button or Enter) is enabled whenever the text is not blank, connected or not: a message typed
 /// while the server is down goes into the outbox, shows as pending, and is sent after the reconnect. (One
@@ -15,6 +16,19 @@ pub fn Composer(room: RoomId) -> impl IntoView {
     let connection = expect_context::<Connection>();
     let text = RwSignal::new(String::new());
     let valid = move || text.with(|t| ChatText::new(t.as_str()).ok());
+    // When the room was last told that we are typing (`Date.now()` milliseconds).
+    let told = StoredValue::new(f64::MIN);
+    let on_input = {
+        let (connection, room) = (connection.clone(), room.clone());
+        move |ev: leptos::ev::Event| {
+            text.set(event_target_value(&ev));
+            let now = js_sys::Date::now();
+            if now - told.get_value() >= f64::from(shared::TYPING_EVERY_MS) && valid().is_some() {
+                told.set_value(now);
+                connection.frame(ClientMessage::Typing { room: room.clone() });
+            }
+        }
+    };
     let submit = move || {
         if let Some(message) = valid() {
             connection.send(room.clone(), message);
@@ -46,7 +60,7 @@ pub fn Composer(room: RoomId) -> impl IntoView {
                 // `Connection::send` checks the frame itself anyway.
                 maxlength="4000"
                 prop:value=move || text.get()
-                on:input=move |ev| text.set(event_target_value(&ev))
+                on:input=on_input
                 on:keydown=on_keydown
             ></textarea>
             <button type="submit" data-testid="send-button" disabled=move || valid().is_none()>

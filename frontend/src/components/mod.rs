@@ -5,11 +5,15 @@
 pub mod chat;
 pub mod composer;
 pub mod message_list;
+pub mod rooms;
 pub mod sign_in;
 pub mod status_bar;
+pub mod typing;
 
 pub use chat::ChatView;
 pub use composer::Composer;
 pub use message_list::MessageList;
+pub use rooms::RoomList;
 pub use sign_in::SignIn;
 pub use status_bar::StatusBar;
+pub use typing::Typing;

@@ -27,34 +27,37 @@ pub fn StatusBar(children: Children) -> impl IntoView {
             </span>
             {children()}
         </header>
-        // While the connection is being re-established: what happens to what the user types.
+        // After a deploy, the offer to reload (this page's code is older than the server's app); while
+        // the connection is being re-established, what happens to what the user types.
         {move || {
-            matches!(state.status.get(), ConnState::Reconnecting { .. })
-                .then(|| {
-                    view! {
-                        <p class="offline" data-testid="offline-banner" role="status">
-                            "You are offline. What you write is kept on this device and sent when the connection is back."
-                        </p>
-                    }
-                })
-        }}
-        // After a deploy: this page's code is older than the server's app.
-        {move || {
-            state
-                .outdated
-                .get()
-                .then(|| {
-                    view! {
-                        <p class="offline" data-testid="update-banner" role="status">
-                            "A new version of the chat is available."
-                            <button on:click=|_| {
-                                if let Some(w) = web_sys::window() {
-                                    let _ = w.location().reload();
+            let (id, text, reload) = if state.outdated.get() {
+                ("update-banner", "A new version of the chat is available.", true)
+            } else if matches!(state.status.get(), ConnState::Reconnecting { .. }) {
+                (
+                    "offline-banner",
+                    "You are offline. What you write is kept on this device and sent when the connection is back.",
+                    false,
+                )
+            } else {
+                return None;
+            };
+            Some(
+                view! {
+                    <p class="offline" data-testid=id role="status">
+                        {text}
+                        {reload
+                            .then(|| {
+                                view! {
+                                    <button on:click=|_| {
+                                        if let Some(w) = web_sys::window() {
+                                            let _ = w.location().reload();
+                                        }
+                                    }>"Reload"</button>
                                 }
-                            }>"Reload"</button>
-                        </p>
-                    }
-                })
+                            })}
+                    </p>
+                },
+            )
         }}
         {move || {
             state

@@ -21,6 +21,7 @@ mod task;
 pub use backoff::Backoff;
 pub use state::ConnState;
 
+use crate::here::Here;
 use crate::store::{Outgoing, Store};
 use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
 use leptos::prelude::*;
@@ -88,8 +89,10 @@ pub struct ChatState {
     pub status: RwSignal<ConnState>,
     /// The name the server gave this connection, once known.
     pub user: RwSignal<Option<UserName>>,
-    /// Rooms and outbox.
+    /// Rooms and outbox (saved).
     pub store: RwSignal<Store>,
+    /// Who is in each room and who is typing (never saved).
+    pub here: RwSignal<Here>,
     /// A notice for the user (e.g. history was truncated), if any.
     pub notice: RwSignal<Option<String>>,
     /// Consecutive connection attempts that failed before the socket opened (0 once one opens). A refused
@@ -97,6 +100,10 @@ pub struct ChatState {
     pub failed_opens: RwSignal<u32>,
     /// The server now serves another build of the app than the one this page started with.
     pub outdated: RwSignal<bool>,
+    /// The room shown.
+    pub current: RwSignal<RoomId>,
+    /// A room the user asked to join or create: shown once the server has let them in (`joined`).
+    pub opening: RwSignal<Option<RoomId>>,
 }
 
 impl ChatState {
@@ -106,9 +113,12 @@ impl ChatState {
             status: RwSignal::new(ConnState::Connecting),
             user: RwSignal::new(None),
             store: RwSignal::new(store),
+            here: RwSignal::new(Here::default()),
             notice: RwSignal::new(None),
             failed_opens: RwSignal::new(0),
             outdated: RwSignal::new(false),
+            current: RwSignal::new(RoomId::lobby()),
+            opening: RwSignal::new(None),
         }
     }
 }
@@ -182,8 +192,9 @@ impl Connection {
         self.frame(ClientMessage::History { room, before });
     }
 
-    /// Sends `message` if the socket is open. A request made while disconnected is dropped: the view
-    /// asks again (a page of older messages is asked for again on the next scroll or click).
+    /// Sends `message` if the socket is open. A request made while disconnected is dropped: what it
+    /// asks for is either asked again by the view (pages, read marks) or redone after the reconnect
+    /// (every room in the store is joined again).
     pub fn frame(&self, message: ClientMessage) {
         let _ = self.commands.unbounded_send(Command::Frame(message));
     }

@@ -20,10 +20,9 @@
 use super::socket::{Socket, SocketEvent};
 use super::{ChatState, Command, ConnState, ConnectionConfig, Watchers};
 use crate::storage;
-use crate::store::Delivered;
 use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender};
 use futures::future::{Fuse, FusedFuture};
-use futures::{FutureExt, StreamExt, select};
+use futures::{FutureExt, StreamExt, select_biased};
 use gloo_timers::future::TimeoutFuture;
 use leptos::prelude::*;
 use shared::close::{HEARTBEAT_TIMEOUT, UNAUTHORIZED, should_reconnect};
@@ -70,6 +69,8 @@ pub(super) struct Task {
     rejoin: Vec<shared::RoomId>,
     /// The app version of the first welcome (see [`ChatState::outdated`]).
     app: Option<String>,
+    /// Rooms the server listed that this store did not have: joined after the frame is handled.
+    joins_due: Vec<shared::RoomId>,
 }
 
 impl Task {
@@ -87,6 +88,7 @@ impl Task {
             watchers,
             rejoin: Vec::new(),
             app: None,
+            joins_due: Vec::new(),
         }
     }
 
@@ -141,7 +143,7 @@ impl Task {
             });
             let mut wait = sleep(delay);
             let stop = loop {
-                select! {
+                select_biased! {
                     () = wait => break false,
                     command = commands.next() => match command {
                         Some(Command::Online) => break false,
@@ -174,7 +176,7 @@ impl Task {
         let lost = |opened, stable| End::Lost { opened, stable };
         let mut handshake = sleep(self.config.open_timeout);
         loop {
-            select! {
+            select_biased! {
                 event = socket.next().fuse() => match event {
                     SocketEvent::Open => break,
                     SocketEvent::Closed(code) if !should_reconnect(code) => return stop(code),
@@ -212,7 +214,7 @@ impl Task {
             retry = sleep(RETRY_AFTER);
         }
         loop {
-            let step = select! {
+            let step = select_biased! {
                 event = socket.next().fuse() => Step::Socket(event),
                 command = commands.next() => Step::Command(command),
                 () = ping => Step::Ping,
@@ -226,6 +228,9 @@ impl Task {
                         && retry.is_terminated()
                     {
                         retry = sleep(wait);
+                    }
+                    for room in std::mem::take(&mut self.joins_due) {
+                        socket.send(&ClientMessage::Join { room, since: None });
                     }
                 }
                 Step::Socket(SocketEvent::Open) => {}
@@ -298,26 +303,6 @@ impl Task {
                     self.state.user.set(user);
                 }
             }
-            ServerMessage::Chat {
-                sender,
-                text,
-                timestamp,
-                room,
-                seq,
-                id,
-            } => {
-                let message = Delivered {
-                    seq,
-                    sender: Some(sender),
-                    text,
-                    timestamp,
-                    id,
-                };
-                let me = self.state.user.get_untracked();
-                store.update(|s| s.receive(&room, message, me.as_ref()));
-            }
-            ServerMessage::Ack { id, room, seq } => store.update(|s| s.ack(&id, &room, seq)),
-            ServerMessage::Joined { room, head } => store.update(|s| s.joined(&room, head)),
             ServerMessage::Error {
                 code: ErrorCode::HistoryTruncated,
                 room,
@@ -362,22 +347,51 @@ impl Task {
                 }
             },
             ServerMessage::Error { message, .. } => self.state.notice.set(Some(message)),
-            ServerMessage::History {
+            ServerMessage::Typing {
                 room,
-                messages,
-                more,
-                ..
-            } => store.update(|s| s.older(&room, messages, more)),
-            // Not shown yet: an account's list of rooms waits for the room list, `typing` and
-            // `presence` for their lines (all need room in the page's weight budget).
-            ServerMessage::Rooms { .. }
-            | ServerMessage::Typing { .. }
+                user,
+                expires_ms,
+            } => {
+                let here = self.state.here;
+                here.update(|h| h.typing(&room, &user, Some(now() + i64::from(expires_ms))));
+                // The notice lapses unless another comes: drop what is over when this one would end.
+                gloo_timers::callback::Timeout::new(expires_ms, move || {
+                    let now = now();
+                    if here.try_with_untracked(|h| h.lapsed(now)) == Some(true) {
+                        let _ = here.try_update(|h| h.lapse(now));
+                    }
+                })
+                .forget();
+            }
+            ServerMessage::Created { private: false, .. }
             | ServerMessage::Presence { .. }
-            | ServerMessage::Left { .. }
             | ServerMessage::Invited { .. }
-            | ServerMessage::Created { .. }
             | ServerMessage::Removed { .. }
             | ServerMessage::Pong => {}
+            // The rest changes the store: one update for each.
+            message => {
+                if let ServerMessage::Chat { sender, room, .. } = &message {
+                    // Whoever sent a message is no longer typing it (and nothing is written when they
+                    // were not).
+                    if self
+                        .state
+                        .here
+                        .with_untracked(|h| h.typists(room).contains(&sender))
+                    {
+                        self.state.here.update(|h| h.typing(room, sender, None));
+                    }
+                }
+                // The room the user asked for is in: show it.
+                if let ServerMessage::Joined { room, .. } = &message
+                    && self.state.opening.get_untracked().as_ref() == Some(room)
+                {
+                    self.state.opening.set(None);
+                    self.state.current.set(room.clone());
+                }
+                let me = self.state.user.get_untracked();
+                let joins = store.try_update(|s| s.apply(message, me.as_ref()));
+                self.joins_due.extend(joins.unwrap_or_default());
+            }
         }
         None
     }
@@ -440,4 +454,9 @@ fn millis(d: Duration) -> u32 {
 
 fn sleep(d: Duration) -> Fuse<TimeoutFuture> {
     TimeoutFuture::new(millis(d)).fuse()
+}
+
+/// The browser's clock, in milliseconds since the epoch.
+fn now() -> i64 {
+    js_sys::Date::now() as i64
 }

@@ -1,0 +1,216 @@
+//! Rooms in the real app: the room list with the current room marked, joining a public room by name,
+//! creating a private one and inviting a member, an outsider refused and shown nothing of it, unread
+//! counts that clear when the room is opened, leaving, the list following the account to another
+//! browser; and the typing indicator, shown to the others and gone when the notice lapses.
+
+use e2e::{AppServer, Browser, Page, WAIT, count, testid};
+use fantoccini::Locator;
+use std::time::Duration;
+
+const PASSWORD: &str = "correct horse battery";
+
+/// The rooms in the list, in order, each with its unread count ("" when none) and whether it is the
+/// current one.
+async fn rooms(page: &Page) -> Vec<(String, String, bool)> {
+    let mut out = Vec::new();
+    let Ok(items) = page
+        .client
+        .find_all(Locator::Css(&testid("room-item")))
+        .await
+    else {
+        return out;
+    };
+    for item in items {
+        let room = item
+            .attr("data-room")
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        let unread = match item.find(Locator::Css(&testid("room-unread"))).await {
+            Ok(badge) => badge.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        let current = item.attr("aria-current").await.ok().flatten().as_deref() == Some("page");
+        out.push((room, unread, current));
+    }
+    out
+}
+
+/// Polls until `check` accepts the room list; returns it.
+async fn wait_rooms(
+    page: &Page,
+    what: &str,
+    check: impl Fn(&[(String, String, bool)]) -> bool,
+) -> Vec<(String, String, bool)> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let list = rooms(page).await;
+        if check(&list) {
+            return list;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "waited {WAIT:?} for the rooms {what}; they are {list:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Whether `room` is listed and current.
+fn current(list: &[(String, String, bool)], room: &str) -> bool {
+    list.iter().any(|(r, _, now)| r == room && *now)
+}
+
+/// Joins (or, with `private`, creates) `room` through the form.
+async fn open(page: &Page, room: &str, private: bool) {
+    page.fill("new-room-name", room).await;
+    if private {
+        page.click(&testid("new-room-private")).await;
+    }
+    page.click(&testid("new-room-submit")).await;
+}
+
+/// Waits until a message containing `text` is shown and stored.
+async fn wait_shown(page: &Page, text: &str) {
+    page.wait_messages(&format!("to show {text:?}"), |m| {
+        m.iter()
+            .any(|(t, s)| t.contains(text) && s.as_deref() != Some("pending"))
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn public_and_private_rooms_invites_outsiders_unread_counts_and_leaving() {
+    let server = AppServer::start_with(|c| c.allow_anonymous = false).await;
+    let browser = Browser::start().await;
+    let ann = browser.page(&server.url()).await;
+    ann.register("ann", PASSWORD).await;
+    let bob = browser.page(&server.url()).await;
+    bob.register("bob", PASSWORD).await;
+    let cat = browser.page(&server.url()).await;
+    cat.register("cat", PASSWORD).await;
+    let only_lobby = |l: &[(String, String, bool)]| l.len() == 1 && current(l, "lobby");
+    wait_rooms(&ann, "to be the lobby", only_lobby).await;
+
+    // A public room: joined by name from the form, then shown.
+    open(&ann, "dev", false).await;
+    wait_rooms(&ann, "to show dev, current", |l| current(l, "dev")).await;
+    ann.send("hello dev").await;
+    wait_shown(&ann, "hello dev").await;
+    open(&bob, "dev", false).await;
+    wait_rooms(&bob, "to show dev, current", |l| current(l, "dev")).await;
+    wait_shown(&bob, "hello dev").await;
+    bob.send("hi ann").await;
+    wait_shown(&ann, "hi ann").await;
+
+    // A private room, and bob invited to it.
+    open(&ann, "team", true).await;
+    wait_rooms(&ann, "to show team, current", |l| current(l, "team")).await;
+    assert_eq!(
+        count(&ann.messages().await, "hello dev"),
+        0,
+        "a room of its own"
+    );
+    ann.fill("invite-name", "bob").await;
+    ann.click(&testid("invite-submit")).await;
+    ann.send("secret plan").await;
+    wait_shown(&ann, "secret plan").await;
+    open(&bob, "team", false).await;
+    wait_rooms(&bob, "to show team, current", |l| current(l, "team")).await;
+    wait_shown(&bob, "secret plan").await;
+
+    // cat was not invited: refused, and nothing of the room shows.
+    open(&cat, "team", false).await;
+    cat.wait_text("notice", "a refusal", |t| !t.is_empty())
+        .await;
+    let list = rooms(&cat).await;
+    assert!(list.iter().all(|(r, ..)| r != "team"), "{list:?}");
+    assert_eq!(count(&cat.messages().await, "secret plan"), 0);
+
+    // Unread: a message in dev while bob is in team; opening dev clears it.
+    ann.click(&format!("{}[data-room=\"dev\"]", testid("room-item")))
+        .await;
+    wait_rooms(&ann, "to have dev current", |l| current(l, "dev")).await;
+    ann.send("back in dev").await;
+    wait_rooms(&bob, "to count one unread in dev", |l| {
+        l.iter().any(|(r, unread, _)| r == "dev" && unread == "1")
+    })
+    .await;
+    bob.click(&format!("{}[data-room=\"dev\"]", testid("room-item")))
+        .await;
+    wait_shown(&bob, "back in dev").await;
+    wait_rooms(&bob, "to count nothing unread", |l| {
+        current(l, "dev") && l.iter().all(|(_, unread, _)| unread.is_empty())
+    })
+    .await;
+
+    // Leaving dev: it leaves the list and the lobby shows.
+    bob.click(&testid("leave-room")).await;
+    wait_rooms(&bob, "without dev", |l| {
+        current(l, "lobby") && l.iter().all(|(r, ..)| r != "dev")
+    })
+    .await;
+
+    // bob's rooms follow him to another browser: team (kept), not dev (left).
+    let elsewhere = browser.page(&server.url()).await;
+    elsewhere.wait_present("login-name", true, WAIT).await;
+    elsewhere.fill("login-name", "bob").await;
+    elsewhere.fill("login-password", PASSWORD).await;
+    elsewhere.click(&testid("login-submit")).await;
+    elsewhere.wait_connected().await;
+    wait_rooms(&elsewhere, "to list team and the lobby", |l| {
+        let names: Vec<&str> = l.iter().map(|(r, ..)| r.as_str()).collect();
+        names == ["lobby", "team"]
+    })
+    .await;
+    elsewhere
+        .click(&format!("{}[data-room=\"team\"]", testid("room-item")))
+        .await;
+    wait_shown(&elsewhere, "secret plan").await;
+    for page in [ann, bob, cat, elsewhere] {
+        page.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typing_is_shown_to_the_others_and_lapses() {
+    let server = AppServer::start().await;
+    let browser = Browser::start().await;
+    let typist = browser.page(&server.url()).await;
+    let reader = browser.page(&server.url()).await;
+    typist.wait_connected().await;
+    reader.wait_connected().await;
+    let name = typist
+        .wait_text("current-user", "a guest name", |t| !t.is_empty())
+        .await;
+    let input = typist
+        .client
+        .find(Locator::Css(&testid("message-input")))
+        .await
+        .expect("input");
+    input.send_keys("half a thou").await.expect("type");
+    let shown = reader
+        .wait_text("typing-indicator", "the typist", |t| !t.is_empty())
+        .await;
+    assert_eq!(shown, format!("{name} is typing…"));
+    assert_eq!(typist.text("typing-indicator").await, "", "not to oneself");
+    // No further keystroke: the notice lapses (5 s after it was sent).
+    reader
+        .wait_text("typing-indicator", "empty again", str::is_empty)
+        .await;
+    // Typing again, then sending: the message ends the notice.
+    input.send_keys("ght").await.expect("type");
+    reader
+        .wait_text("typing-indicator", "the typist again", |t| !t.is_empty())
+        .await;
+    input.send_keys("\u{E007}").await.expect("enter");
+    wait_shown(&reader, "half a thought").await;
+    assert_eq!(
+        reader.text("typing-indicator").await,
+        "",
+        "the message ends it"
+    );
+    typist.close().await;
+    reader.close().await;
+}

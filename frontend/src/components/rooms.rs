@@ -1,0 +1,168 @@
+//! The rooms: the list beside the chat (a strip above it on narrow screens) with unread counts, what
+//! can be done in the open room (leave it, and invite someone to it when it is private), and a field to
+//! join a public room or create one.
+
+use crate::auth::sentence;
+use crate::connection::Connection;
+use leptos::html::Input;
+use leptos::prelude::*;
+use shared::{ClientMessage, RoomId, UserName};
+
+/// The room list (`room-list`, one `room-item` per room with `data-room`, `room-unread` when there is
+/// something unread), the open room's `leave-room` (not in the lobby) and, in a private room,
+/// `invite-name` and `invite-submit`, then the join-or-create form. Choosing a room shows it; a room
+/// asked for by name is shown by the connection once the server has let this user in (`joined`).
+#[component]
+pub fn RoomList() -> impl IntoView {
+    let connection = expect_context::<Connection>();
+    let state = connection.state();
+    let current = state.current;
+    let rooms = Memo::new(move |_| state.store.with(|s| s.rooms()));
+    let private = NodeRef::<Input>::new();
+    let invite = Callback::new({
+        let connection = connection.clone();
+        move |name: String| {
+            let user = UserName::new(name.trim()).map_err(|e| e.to_string())?;
+            let room = current.get_untracked();
+            connection.frame(ClientMessage::Invite { room, user });
+            Ok(())
+        }
+    });
+    let leave = Callback::new({
+        let connection = connection.clone();
+        move |()| {
+            let room = current.get_untracked();
+            connection.frame(ClientMessage::Leave { room: room.clone() });
+            state.store.update(|s| s.forget(&room));
+            current.set(RoomId::lobby());
+        }
+    });
+    let submit = Callback::new(move |name: String| {
+        let room = RoomId::new(name.trim()).map_err(|e| e.to_string())?;
+        let private = private.get_untracked();
+        connection.frame(if private.as_ref().is_some_and(|p| p.checked()) {
+            ClientMessage::Create {
+                room: room.clone(),
+                private: true,
+            }
+        } else {
+            ClientMessage::Join {
+                room: room.clone(),
+                since: state.store.with_untracked(|s| s.since(&room)),
+            }
+        });
+        state.opening.set(Some(room));
+        if let Some(p) = private {
+            p.set_checked(false);
+        }
+        Ok(())
+    });
+    view! {
+        <nav class="rooms" aria-label="Rooms">
+            <ul data-testid="room-list">
+                {move || {
+                    rooms
+                        .get()
+                        .into_iter()
+                        .map(|listed| {
+                            let room = listed.room.clone();
+                            let here = current.get() == room;
+                            view! {
+                                <li>
+                                    <button
+                                        type="button"
+                                        data-testid="room-item"
+                                        data-room=room.to_string()
+                                        aria-current=here.then_some("page")
+                                        on:click=move |_| current.set(room.clone())
+                                    >
+                                        {if listed.private { "🔒 " } else { "# " }}
+                                        {listed.room.to_string()}
+                                        {(listed.unread > 0)
+                                            .then(|| {
+                                                view! {
+                                                    <span class="unread" data-testid="room-unread">
+                                                        {listed.unread.to_string()}
+                                                    </span>
+                                                }
+                                            })}
+                                    </button>
+                                </li>
+                            }
+                        })
+                        .collect_view()
+                }}
+            </ul>
+            {move || {
+                let room = current.get();
+                let private = rooms.with(|r| r.iter().any(|l| l.room == room && l.private));
+                (room != RoomId::lobby())
+                    .then(|| {
+                        view! {
+                            <div class="room-actions">
+                                {private
+                                    .then(|| {
+                                        view! {
+                                            <NameForm
+                                                class="invite"
+                                                field="invite-name"
+                                                button="invite-submit"
+                                                label="Invite"
+                                                submit=invite
+                                            />
+                                        }
+                                    })}
+                                <button type="button" data-testid="leave-room" on:click=move |_| leave.run(())>
+                                    "Leave " {room.to_string()}
+                                </button>
+                            </div>
+                        }
+                    })
+            }}
+            <NameForm
+                class="new-room"
+                field="new-room-name"
+                button="new-room-submit"
+                label="Join or create"
+                submit
+            />
+            <label class="new-room-private">
+                <input type="checkbox" data-testid="new-room-private" node_ref=private />
+                " Create it private"
+            </label>
+        </nav>
+    }
+}
+
+/// One field and a button (`field` and `button` are their test ids); `submit` gets the text and says
+/// what is wrong with it, shown as the notice (the field keeps the text then). The field is read when the
+/// form is submitted, not followed keystroke by keystroke.
+#[component]
+fn NameForm(
+    class: &'static str,
+    field: &'static str,
+    button: &'static str,
+    label: &'static str,
+    submit: Callback<String, Result<(), String>>,
+) -> impl IntoView {
+    let state = expect_context::<Connection>().state();
+    let input = NodeRef::<Input>::new();
+    let on_submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let Some(input) = input.get_untracked() else {
+            return;
+        };
+        match submit.run(input.value()) {
+            Ok(()) => input.set_value(""),
+            Err(e) => state.notice.set(Some(sentence(&e))),
+        }
+    };
+    view! {
+        <form class=class on:submit=on_submit>
+            <input data-testid=field aria-label=label maxlength="64" node_ref=input />
+            <button type="submit" data-testid=button>
+                {label}
+            </button>
+        </form>
+    }
+}
