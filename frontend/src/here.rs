@@ -1,11 +1,12 @@
-//! What is happening in each room right now that is not history: who is typing. Ephemeral, as on the
-//! server: never saved, never replayed, gone after a reload. It lives apart from the
-//! [`Store`](crate::store::Store) (which is saved to localStorage on every change) in a signal of its own,
-//! so a typing notice does not rewrite the saved history. Pure data with no I/O, so it is unit-tested
-//! natively; the time is passed in.
+//! What is happening in each room right now that is not history: who is there and who is typing.
+//! Ephemeral, as on the server: never saved, never replayed, gone after a reload. It lives apart from
+//! the [`Store`](crate::store::Store) (which is saved to localStorage on every change) in a signal of its
+//! own, so a presence or typing frame does not rewrite the saved history. Pure data with no I/O, so it is
+//! unit-tested natively; the time is passed in.
 //!
-//! A typing notice holds until it lapses (`expires_ms` after it arrived) or the user's next message
-//! arrives. (The server's `presence` frames are not shown yet: see the README's "Status".)
+//! Presence is the server's last `presence` frame for the room (a count, and the names while the room
+//! has at most [`shared::PRESENCE_NAMES`] users; two tabs of one user count once). A typing notice holds
+//! until it lapses (`expires_ms` after it arrived) or the user's next message arrives.
 
 use shared::{RoomId, UserName};
 
@@ -14,9 +15,41 @@ use shared::{RoomId, UserName};
 pub struct Here {
     /// Room, user, and until when (`Date.now()` milliseconds), in the order the notices came.
     typing: Vec<(RoomId, UserName, i64)>,
+    /// Each room's last `presence` frame: how many users, and their names (all of them up to
+    /// [`shared::PRESENCE_NAMES`]).
+    presence: Vec<(RoomId, u32, Vec<UserName>)>,
 }
 
 impl Here {
+    /// A `presence` frame for `room`: it replaces the last one.
+    pub fn presence(&mut self, room: &RoomId, count: u32, users: Vec<UserName>) {
+        self.presence.retain(|(r, ..)| r != room);
+        self.presence.push((room.clone(), count, users));
+    }
+
+    /// How many users are in `room`, and the names the server listed, once it said.
+    pub fn present(&self, room: &RoomId) -> Option<(u32, &[UserName])> {
+        self.presence
+            .iter()
+            .find(|(r, ..)| r == room)
+            .map(|(_, count, users)| (*count, users.as_slice()))
+    }
+
+    /// "3 here: ann, bob, cat" (every name the server listed), "70 here" past the names it lists, or ""
+    /// before the server said.
+    pub fn presence_line(&self, room: &RoomId) -> String {
+        let Some((count, users)) = self.present(room) else {
+            return String::new();
+        };
+        let mut line = count.to_string();
+        line.push_str(" here");
+        for (i, user) in users.iter().enumerate() {
+            line.push_str(if i == 0 { ": " } else { ", " });
+            line.push_str(user.as_str());
+        }
+        line
+    }
+
     /// `user` is typing in `room` until `until` (`Date.now()` milliseconds); `None`: stopped (a message
     /// of theirs arrived).
     pub fn typing(&mut self, room: &RoomId, user: &UserName, until: Option<i64>) {
@@ -76,6 +109,22 @@ mod tests {
 
     fn room(r: &str) -> RoomId {
         RoomId::new(r).expect("room")
+    }
+
+    #[test]
+    fn presence_is_the_last_frame_of_each_room() {
+        let mut here = Here::default();
+        let (lobby, dev) = (room("lobby"), room("dev"));
+        assert_eq!(here.present(&lobby), None, "not said yet");
+        here.presence(&lobby, 2, vec![name("ann"), name("bob")]);
+        here.presence(&dev, 70, vec![name("cat")]);
+        here.presence(&lobby, 1, vec![name("ann")]);
+        assert_eq!(here.present(&lobby), Some((1, &[name("ann")][..])));
+        assert_eq!(
+            here.present(&dev),
+            Some((70, &[name("cat")][..])),
+            "per room"
+        );
     }
 
     #[test]

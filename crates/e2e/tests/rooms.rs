@@ -1,7 +1,8 @@
 //! Rooms in the real app: the room list with the current room marked, joining a public room by name,
 //! creating a private one and inviting a member, an outsider refused and shown nothing of it, unread
 //! counts that clear when the room is opened, leaving, the list following the account to another
-//! browser; and the typing indicator, shown to the others and gone when the notice lapses.
+//! browser; the typing indicator, shown to the others and gone when the notice lapses; and who is
+//! in the room, a user with two tabs counted once.
 
 use e2e::{AppServer, Browser, Page, WAIT, count, testid};
 use fantoccini::Locator;
@@ -213,4 +214,45 @@ async fn typing_is_shown_to_the_others_and_lapses() {
     );
     typist.close().await;
     reader.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_counts_a_user_with_two_tabs_once() {
+    let server = AppServer::start_with(|c| c.allow_anonymous = false).await;
+    let browser = Browser::start().await;
+    let ann = browser.page(&server.url()).await;
+    ann.register("ann", PASSWORD).await;
+    let bob = browser.page(&server.url()).await;
+    bob.register("bob", PASSWORD).await;
+    let ann_again = browser.page(&server.url()).await;
+    ann_again.wait_present("login-name", true, WAIT).await;
+    ann_again.fill("login-name", "ann").await;
+    ann_again.fill("login-password", PASSWORD).await;
+    ann_again.click(&testid("login-submit")).await;
+    ann_again.wait_connected().await;
+    // Two users, one of them with two tabs: two here, each named once.
+    let both = |t: &str| {
+        t.starts_with("2 here") && t.matches("ann").count() == 1 && t.matches("bob").count() == 1
+    };
+    bob.wait_text("presence-list", "ann and bob", both).await;
+    ann_again
+        .wait_text("presence-list", "ann and bob", both)
+        .await;
+    // One of ann's tabs goes, then cat arrives: the line that says so still counts ann, once.
+    ann.close().await;
+    let cat = browser.page(&server.url()).await;
+    cat.register("cat", PASSWORD).await;
+    let names = |t: &str, who: &[&str]| who.iter().all(|n| t.matches(n).count() == 1);
+    bob.wait_text("presence-list", "ann, bob and cat", |t| {
+        t.starts_with("3 here") && names(t, &["ann", "bob", "cat"])
+    })
+    .await;
+    // ann's last tab goes: she is gone.
+    ann_again.close().await;
+    bob.wait_text("presence-list", "bob and cat", |t| {
+        t.starts_with("2 here") && names(t, &["bob", "cat"]) && !t.contains("ann")
+    })
+    .await;
+    cat.close().await;
+    bob.close().await;
 }

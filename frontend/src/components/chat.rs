@@ -2,7 +2,7 @@
 //! own key, and turns what the connection reports into decisions about the session ([`watch_session`]):
 //! the session is gone (the app then shows the sign-in screen), or a guest's stored token is bad.
 
-use super::{Composer, MessageList, RoomList, StatusBar, Typing};
+use super::{Activity, Composer, MessageList, RoomList, StatusBar};
 use crate::api;
 use crate::auth::{FailingOpens, Identity, RECHECK_AFTER, after_failed_opens};
 use crate::connection::{ChatState, ConnState, Connection, ConnectionConfig};
@@ -126,7 +126,7 @@ pub fn ChatView(
                     view! {
                         <main class="room">
                             <MessageList room=room.clone() />
-                            <Typing room=room.clone() />
+                            <Activity room=room.clone() />
                             <Composer room />
                         </main>
                     }

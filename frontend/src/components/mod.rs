@@ -2,18 +2,18 @@
 //! context to the components inside it, which read [`crate::connection::ChatState`] and send through the
 //! connection; [`SignIn`] is the form shown without a session. [`crate::App`] chooses between them.
 
+pub mod activity;
 pub mod chat;
 pub mod composer;
 pub mod message_list;
 pub mod rooms;
 pub mod sign_in;
 pub mod status_bar;
-pub mod typing;
 
+pub use activity::Activity;
 pub use chat::ChatView;
 pub use composer::Composer;
 pub use message_list::MessageList;
 pub use rooms::RoomList;
 pub use sign_in::SignIn;
 pub use status_bar::StatusBar;
-pub use typing::Typing;

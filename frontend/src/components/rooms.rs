@@ -8,9 +8,9 @@ use leptos::html::Input;
 use leptos::prelude::*;
 use shared::{ClientMessage, RoomId, UserName};
 
-/// The room list (`room-list`, one `room-item` per room with `data-room`, `room-unread` when there is
-/// something unread), the open room's `leave-room` (not in the lobby) and, in a private room,
-/// `invite-name` and `invite-submit`, then the join-or-create form. Choosing a room shows it; a room
+/// The room list (`room-list`, one `room-item` per room with `data-room`, `room-unread` when a room
+/// other than the open one has something unread), the open room's `leave-room` (not in the lobby)
+/// and, in a private room, `invite-name` and `invite-submit`, then the join-or-create form. Choosing a room shows it; a room
 /// asked for by name is shown by the connection once the server has let this user in (`joined`).
 #[component]
 pub fn RoomList() -> impl IntoView {
@@ -78,7 +78,7 @@ pub fn RoomList() -> impl IntoView {
                                     >
                                         {if listed.private { "🔒 " } else { "# " }}
                                         {listed.room.to_string()}
-                                        {(listed.unread > 0)
+                                        {(listed.unread > 0 && !here)
                                             .then(|| {
                                                 view! {
                                                     <span class="unread" data-testid="room-unread">
@@ -108,6 +108,7 @@ pub fn RoomList() -> impl IntoView {
                                                 field="invite-name"
                                                 button="invite-submit"
                                                 label="Invite"
+                                                placeholder="User name"
                                                 submit=invite
                                             />
                                         }
@@ -124,6 +125,7 @@ pub fn RoomList() -> impl IntoView {
                 field="new-room-name"
                 button="new-room-submit"
                 label="Join or create"
+                placeholder="Room name"
                 submit
             />
             <label class="new-room-private">
@@ -143,6 +145,7 @@ fn NameForm(
     field: &'static str,
     button: &'static str,
     label: &'static str,
+    placeholder: &'static str,
     submit: Callback<String, Result<(), String>>,
 ) -> impl IntoView {
     let state = expect_context::<Connection>().state();
@@ -159,7 +162,13 @@ fn NameForm(
     };
     view! {
         <form class=class on:submit=on_submit>
-            <input data-testid=field aria-label=label maxlength="64" node_ref=input />
+            <input
+                data-testid=field
+                aria-label=label
+                placeholder=placeholder
+                maxlength="64"
+                node_ref=input
+            />
             <button type="submit" data-testid=button>
                 {label}
             </button>

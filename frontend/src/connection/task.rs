@@ -363,8 +363,10 @@ impl Task {
                 })
                 .forget();
             }
+            ServerMessage::Presence { room, count, users } => {
+                self.state.here.update(|h| h.presence(&room, count, users));
+            }
             ServerMessage::Created { private: false, .. }
-            | ServerMessage::Presence { .. }
             | ServerMessage::Invited { .. }
             | ServerMessage::Removed { .. }
             | ServerMessage::Pong => {}

@@ -1,0 +1,29 @@
+//! The room's activity, one quiet line between its messages and the composer: who is typing
+//! (`typing-indicator`) and who is in the room (`presence-list`). The names are one text, not an element
+//! each (no `presence-user`): a list of elements cost 1 KB more of the page's weight than the text.
+
+use crate::connection::Connection;
+use leptos::prelude::*;
+use shared::RoomId;
+
+/// "ann is typing…" (or nothing), announced politely to screen readers; then "3 here: ann, bob, cat"
+/// (a crowd: its count, and the names the server lists).
+#[component]
+pub fn Activity(room: RoomId) -> impl IntoView {
+    let here = expect_context::<Connection>().state().here;
+    let line = {
+        let room = room.clone();
+        move || here.with(|h| h.typing_line(&room))
+    };
+    let present = move || here.with(|h| h.presence_line(&room));
+    view! {
+        <div class="activity">
+            <p class="typing" data-testid="typing-indicator" aria-live="polite">
+                {line}
+            </p>
+            <p class="presence" data-testid="presence-list">
+                {present}
+            </p>
+        </div>
+    }
+}
