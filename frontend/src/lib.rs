@@ -18,7 +18,8 @@
 //!   saved to localStorage, unit-tested natively; [`here`]: who is in each room and who is typing
 //!   (ephemeral, never saved).
 //! - [`storage`]: localStorage as JSON; [`json`]: reading JSON through the browser's parser.
-//! - [`text`]: message text cut into plain runs and web links (pure, unit-tested natively).
+//! - [`text`]: message text cut into plain runs and web links, and mentions (pure, unit-tested
+//!   natively); [`notify`]: browser notifications for mentions while the page is in the background.
 //!
 //! Wire types all come from the `shared` crate.
 
@@ -28,6 +29,7 @@ pub mod components;
 pub mod connection;
 pub mod here;
 pub mod json;
+pub mod notify;
 pub mod storage;
 pub mod store;
 pub mod text;

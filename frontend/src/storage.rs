@@ -1,4 +1,4 @@
-//! localStorage, as JSON values under fixed keys. Persistence is best effort and never breaks the chat: no
+//! localStorage, as JSON values under fixed keys (and a guest's token as plain text). Persistence is best effort and never breaks the chat: no
 //! storage or a full one reads as "nothing stored" and loses only persistence. A stored value that cannot
 //! be read (e.g. saved by an incompatible version) also reads as "nothing stored", but is first copied,
 //! once, to `KEY.unreadable` and reported on the console, so that saving over it loses nothing.
@@ -35,6 +35,21 @@ pub fn load<T: DeserializeOwned>(key: &str) -> Option<T> {
             );
             None
         }
+    }
+}
+
+/// The text stored under `key` (a guest's token). Earlier builds stored it as a JSON string: its
+/// quotes are dropped (a token never contains one).
+pub fn load_text(key: &str) -> Option<String> {
+    let text = local_storage()?.get_item(key).ok()??;
+    Some(text.trim_matches('"').to_owned())
+}
+
+/// Stores `text` under `key` as it is.
+pub fn save_text(key: &str, text: &str) {
+    if let Some(storage) = local_storage() {
+        // A full or disabled storage only loses persistence.
+        let _ = storage.set_item(key, text);
     }
 }
 

@@ -1,5 +1,6 @@
-//! Message text as the view shows it: plain runs and web links. Nothing else in a message is ever
-//! interpreted; a link is only ever an `http://` or `https://` address, shown as the text it is.
+//! Message text as the view shows it: plain runs and web links, and whether it mentions someone. Nothing
+//! else in a message is ever interpreted; a link is only ever an `http://` or `https://` address, shown
+//! as the text it is.
 
 /// One run of a message's text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +58,25 @@ fn link_start(text: &str) -> Option<usize> {
     None
 }
 
+/// Whether `text` mentions the user `name`: `@name`, not right after a name character and not followed by
+/// one (so `@ann,` mentions ann; `@anna` and `x@ann` do not). ASCII case does not matter.
+pub fn mentions(text: &str, name: &str) -> bool {
+    let is_name = |c: &u8| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'-';
+    let (bytes, name) = (text.as_bytes(), name.as_bytes());
+    (0..bytes.len()).any(|at| {
+        let end = at + 1 + name.len();
+        bytes[at] == b'@'
+            && bytes
+                .get(at + 1..end)
+                .is_some_and(|n| n.eq_ignore_ascii_case(name))
+            && !at
+                .checked_sub(1)
+                .and_then(|i| bytes.get(i))
+                .is_some_and(is_name)
+            && !bytes.get(end).is_some_and(is_name)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,6 +130,36 @@ mod tests {
         assert_eq!(
             parts("<a href=\"https://x.example\">"),
             [Text("<a href=\"https://x.example\">")]
+        );
+    }
+
+    #[test]
+    fn a_mention_is_the_whole_name_after_an_at_sign() {
+        for text in [
+            "@ann hi",
+            "hi @ann",
+            "hi @ann, see this",
+            "(@ANN)",
+            "@bob @ann",
+            "@ann",
+        ] {
+            assert!(mentions(text, "ann"), "{text:?}");
+        }
+        for text in [
+            "ann",
+            "@anna",
+            "x@ann",
+            "@an",
+            "mail ann@example.com",
+            "@",
+            "",
+            "@bob",
+        ] {
+            assert!(!mentions(text, "ann"), "{text:?}");
+        }
+        assert!(
+            mentions("é@ann", "ann"),
+            "after a letter that is no name character"
         );
     }
 }

@@ -256,3 +256,79 @@ async fn presence_counts_a_user_with_two_tabs_once() {
     cat.close().await;
     bob.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mention_stands_out_and_notifies_a_page_in_the_background() {
+    let server = AppServer::start_with(|c| c.allow_anonymous = false).await;
+    let browser = Browser::start().await;
+    let ann = browser.page(&server.url()).await;
+    ann.register("ann", PASSWORD).await;
+    let bob = browser.page(&server.url()).await;
+    bob.register("bob", PASSWORD).await;
+    // The offer to notify shows exactly while the browser has not decided.
+    let permission = bob
+        .client
+        .execute("return Notification.permission;", vec![])
+        .await
+        .expect("permission");
+    assert_eq!(
+        bob.present("notify-mentions").await,
+        permission == "default",
+        "permission {permission}"
+    );
+    // bob's page goes to the background with notifications allowed (a stand-in for the browser's
+    // Notification that records what is raised).
+    bob.client
+        .execute(
+            "window.raised = [];
+             window.Notification = class {
+                 constructor(title) { window.raised.push(title); }
+                 static get permission() { return 'granted'; }
+                 static requestPermission() { return Promise.resolve('granted'); }
+             };
+             Object.defineProperty(document, 'hidden', { get: () => true, configurable: true });",
+            vec![],
+        )
+        .await
+        .expect("stand-ins");
+    for text in [
+        "@bob look at this",
+        "nothing for bob",
+        "@bobby is someone else",
+    ] {
+        ann.send(text).await;
+    }
+    wait_shown(&bob, "@bobby is someone else").await;
+    let mentioned: Vec<String> = {
+        let mut out = Vec::new();
+        for m in bob
+            .client
+            .find_all(Locator::Css(".message.mention"))
+            .await
+            .expect("messages")
+        {
+            out.push(m.text().await.expect("text"));
+        }
+        out
+    };
+    assert_eq!(mentioned.len(), 1, "{mentioned:?}");
+    assert!(mentioned[0].contains("@bob look at this"), "{mentioned:?}");
+    let raised = bob
+        .client
+        .execute("return window.raised;", vec![])
+        .await
+        .expect("raised");
+    assert_eq!(
+        raised,
+        serde_json::json!(["ann in #lobby: @bob look at this"])
+    );
+    // ann's own page marks nothing: her message names bob.
+    let on_ann = ann
+        .client
+        .find_all(Locator::Css(".message.mention"))
+        .await
+        .expect("messages");
+    assert!(on_ann.is_empty());
+    ann.close().await;
+    bob.close().await;
+}

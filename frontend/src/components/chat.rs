@@ -3,11 +3,11 @@
 //! the session is gone (the app then shows the sign-in screen), or a guest's stored token is bad.
 
 use super::{Activity, Composer, MessageList, RoomList, StatusBar};
-use crate::api;
 use crate::auth::{FailingOpens, Identity, RECHECK_AFTER, after_failed_opens};
 use crate::connection::{ChatState, ConnState, Connection, ConnectionConfig};
 use crate::storage;
 use crate::store::Store;
+use crate::{api, notify};
 use futures::StreamExt;
 use futures::channel::mpsc::UnboundedReceiver;
 use leptos::prelude::*;
@@ -87,7 +87,13 @@ pub fn ChatView(
     });
 
     let signed_in = identity.account().is_some();
-    let sign_out = move |_| {
+    let undecided = RwSignal::new(notify::undecided());
+    // An account signs out (`POST /api/logout`); a guest is offered the sign-in screen.
+    let account_button = move |_| {
+        if !signed_in {
+            on_sign_in.run(());
+            return;
+        }
         connection.close();
         spawn_local(async move {
             // Even if the request fails, this page stops using the session.
@@ -98,26 +104,34 @@ pub fn ChatView(
     view! {
         <div class="app">
             <StatusBar>
-                {if signed_in {
-                    view! {
-                        <button class="account" type="button" data-testid="logout" on:click=sign_out>
-                            "Sign out"
-                        </button>
-                    }
-                        .into_any()
-                } else {
-                    view! {
-                        <button
-                            class="account"
-                            type="button"
-                            data-testid="sign-in"
-                            on:click=move |_| on_sign_in.run(())
-                        >
-                            "Sign in"
-                        </button>
-                    }
-                        .into_any()
+                // Until the user decides: the offer of notifications for mentions.
+                {move || {
+                    undecided
+                        .get()
+                        .then(|| {
+                            view! {
+                                <button
+                                    class="account"
+                                    type="button"
+                                    data-testid="notify-mentions"
+                                    on:click=move |_| {
+                                        notify::ask();
+                                        undecided.set(false);
+                                    }
+                                >
+                                    "Notify me of mentions"
+                                </button>
+                            }
+                        })
                 }}
+                <button
+                    class="account"
+                    type="button"
+                    data-testid=if signed_in { "logout" } else { "sign-in" }
+                    on:click=account_button
+                >
+                    {if signed_in { "Sign out" } else { "Sign in" }}
+                </button>
             </StatusBar>
             <div class="layout">
                 <RoomList />

@@ -29,10 +29,11 @@ pub fn MessageList(room: RoomId) -> impl IntoView {
     };
     let older_than = {
         let room = room.clone();
-        Memo::new(move |_| state.store.with(|s| s.older_than(&room)))
+        move || state.store.with(|s| s.older_than(&room))
     };
     let load_older = move || {
-        let (Some(before), Some(el)) = (older_than.get_untracked(), list.get_untracked()) else {
+        let before = state.store.with_untracked(|s| s.older_than(&room));
+        let (Some(before), Some(el)) = (before, list.get_untracked()) else {
             return;
         };
         anchor.set_value(Some(el.scroll_height() - el.scroll_top()));
@@ -75,7 +76,7 @@ pub fn MessageList(room: RoomId) -> impl IntoView {
             aria-relevant="additions"
             aria-label="Messages"
         >
-            <li class="older" hidden=move || older_than.get().is_none()>
+            <li class="older" hidden=move || older_than().is_none()>
                 <button type="button" data-testid="load-older" on:click=move |_| load_older()>
                     "Load older messages"
                 </button>
@@ -98,6 +99,7 @@ pub fn MessageList(room: RoomId) -> impl IntoView {
 }
 
 /// One message; the text is rendered as text nodes and `http(s)` links ([`text::parts`]), never as HTML.
+/// A message of someone else that mentions the current user has the class `mention`.
 #[component]
 fn Message(entry: Shown, continues: bool, me: RwSignal<Option<shared::UserName>>) -> impl IntoView {
     let own = entry.sender.is_none();
@@ -106,6 +108,14 @@ fn Message(entry: Shown, continues: bool, me: RwSignal<Option<shared::UserName>>
         Some(s) if me.get().as_ref() != Some(s) => s.to_string(),
         _ => "You".to_owned(),
     };
+    // Someone else's message naming the current user (`@name`) stands out. (Decided when the row is
+    // drawn: the name is known by then, except for a guest's saved messages before the welcome.)
+    let mention = me.with_untracked(|me| {
+        me.as_ref().is_some_and(|me| {
+            entry.sender.as_ref().is_some_and(|s| s != me)
+                && text::mentions(entry.text.as_str(), me.as_str())
+        })
+    });
     let label = match entry.delivery {
         Delivery::Received => None,
         Delivery::Pending => Some("sending…"),
@@ -117,6 +127,7 @@ fn Message(entry: Shown, continues: bool, me: RwSignal<Option<shared::UserName>>
             class="message"
             class:own=own
             class:continues=continues
+            class:mention=mention
             data-testid="message"
             data-state=entry.delivery.as_str()
             data-seq=entry.seq.map(|seq: Seq| seq.to_string())

@@ -51,7 +51,7 @@ pub fn RoomList() -> impl IntoView {
                 since: state.store.with_untracked(|s| s.since(&room)),
             }
         });
-        state.opening.set(Some(room));
+        state.opening.set_value(Some(room));
         if let Some(p) = private {
             p.set_checked(false);
         }
@@ -114,7 +114,7 @@ pub fn RoomList() -> impl IntoView {
                                         }
                                     })}
                                 <button type="button" data-testid="leave-room" on:click=move |_| leave.run(())>
-                                    "Leave " {room.to_string()}
+                                    "Leave"
                                 </button>
                             </div>
                         }

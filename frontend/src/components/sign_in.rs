@@ -3,6 +3,7 @@
 
 use crate::api;
 use crate::auth::{Action, precheck};
+use leptos::html::Input;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use shared::UserName;
@@ -17,8 +18,9 @@ pub fn SignIn(
     on_signed_in: Callback<UserName>,
     on_guest: Callback<()>,
 ) -> impl IntoView {
-    let name = RwSignal::new(String::new());
-    let password = RwSignal::new(String::new());
+    // The fields are read when the form is submitted, not followed keystroke by keystroke.
+    let name = NodeRef::<Input>::new();
+    let password = NodeRef::<Input>::new();
     let alert = RwSignal::new(notice);
     let busy = RwSignal::new(false);
 
@@ -26,7 +28,9 @@ pub fn SignIn(
         if busy.get_untracked() {
             return;
         }
-        let credentials = match precheck(action, &name.get_untracked(), &password.get_untracked()) {
+        let value =
+            |field: NodeRef<Input>| field.get_untracked().map(|f| f.value()).unwrap_or_default();
+        let credentials = match precheck(action, &value(name), &value(password)) {
             Ok(c) => c,
             Err(why) => {
                 alert.set(Some(why));
@@ -73,8 +77,7 @@ pub fn SignIn(
                         spellcheck="false"
                         required
                         maxlength=UserName::MAX_LEN.to_string()
-                        prop:value=move || name.get()
-                        on:input=move |ev| name.set(event_target_value(&ev))
+                        node_ref=name
                     />
                     <label for="login-password">"Password"</label>
                     <input
@@ -83,8 +86,7 @@ pub fn SignIn(
                         data-testid="login-password"
                         autocomplete="current-password"
                         required
-                        prop:value=move || password.get()
-                        on:input=move |ev| password.set(event_target_value(&ev))
+                        node_ref=password
                     />
                     <p class="alert" role="alert" data-testid="login-error">
                         {move || alert.get().unwrap_or_default()}

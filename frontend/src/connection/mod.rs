@@ -103,7 +103,7 @@ pub struct ChatState {
     /// The room shown.
     pub current: RwSignal<RoomId>,
     /// A room the user asked to join or create: shown once the server has let them in (`joined`).
-    pub opening: RwSignal<Option<RoomId>>,
+    pub opening: StoredValue<Option<RoomId>>,
 }
 
 impl ChatState {
@@ -118,7 +118,7 @@ impl ChatState {
             failed_opens: RwSignal::new(0),
             outdated: RwSignal::new(false),
             current: RwSignal::new(RoomId::lobby()),
-            opening: RwSignal::new(None),
+            opening: StoredValue::new(None),
         }
     }
 }

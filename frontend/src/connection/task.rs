@@ -297,7 +297,7 @@ impl Task {
                     _ => {}
                 }
                 if let (Some(token), Some(key)) = (token, &self.config.token_key) {
-                    storage::save(key, &token);
+                    storage::save_text(key, &token);
                 }
                 if user.is_some() {
                     self.state.user.set(user);
@@ -372,7 +372,15 @@ impl Task {
             | ServerMessage::Pong => {}
             // The rest changes the store: one update for each.
             message => {
-                if let ServerMessage::Chat { sender, room, .. } = &message {
+                let me = self.state.user.get_untracked();
+                if let ServerMessage::Chat {
+                    sender,
+                    room,
+                    text,
+                    timestamp,
+                    ..
+                } = &message
+                {
                     // Whoever sent a message is no longer typing it (and nothing is written when they
                     // were not).
                     if self
@@ -382,15 +390,21 @@ impl Task {
                     {
                         self.state.here.update(|h| h.typing(room, sender, None));
                     }
+                    if let Some(me) = &me
+                        && sender != me
+                        && crate::text::mentions(text.as_str(), me.as_str())
+                    {
+                        let (sender, room) = (sender.as_str(), room.as_str());
+                        crate::notify::mention(sender, room, text.as_str(), timestamp.unix_ms());
+                    }
                 }
                 // The room the user asked for is in: show it.
                 if let ServerMessage::Joined { room, .. } = &message
-                    && self.state.opening.get_untracked().as_ref() == Some(room)
+                    && self.state.opening.with_value(|o| o.as_ref() == Some(room))
                 {
-                    self.state.opening.set(None);
+                    self.state.opening.set_value(None);
                     self.state.current.set(room.clone());
                 }
-                let me = self.state.user.get_untracked();
                 let joins = store.try_update(|s| s.apply(message, me.as_ref()));
                 self.joins_due.extend(joins.unwrap_or_default());
             }
@@ -421,7 +435,7 @@ impl Task {
             .config
             .token_key
             .as_deref()
-            .and_then(storage::load::<String>);
+            .and_then(storage::load_text);
         match token {
             Some(token) => {
                 let sep = if url.contains('?') { '&' } else { '?' };
