@@ -305,6 +305,67 @@ async fn a_message_too_big_for_the_server_fails_at_once() {
     connection.close();
 }
 
+/// The JSON reader (`frontend::json`, our serde deserializer over `JSON.parse`'s value) on every shape
+/// the protocol and the saved store use, and on what they must refuse.
+#[wasm_bindgen_test]
+fn the_json_reader_takes_every_shape_of_the_protocol_and_refuses_wrong_ones() {
+    use frontend::json::{ReadError, from_str};
+    use shared::{ErrorCode, ServerMessage};
+    // Options present, null and absent; unknown fields skipped (a newer server's); an unknown error code
+    // read as `Other`; a number as big as JavaScript holds exactly.
+    let read: ServerMessage = from_str(
+        r#"{"type":"error","code":"brand_new","message":"m","id":null,"future":{"x":[1,2.5]},"retry_after_ms":9007199254740991}"#,
+    )
+    .expect("an error frame");
+    assert_eq!(
+        read,
+        ServerMessage::Error {
+            code: ErrorCode::Other,
+            message: "m".into(),
+            id: None,
+            room: None,
+            retry_after_ms: Some(9_007_199_254_740_991),
+        }
+    );
+    // A list of objects, booleans, and a nested list of names.
+    let read: ServerMessage = from_str(
+        r#"{"type":"rooms","rooms":[{"room":"dev","last_read":2,"head":5,"private":true}]}"#,
+    )
+    .expect("a rooms frame");
+    assert!(
+        matches!(&read, ServerMessage::Rooms { rooms } if rooms.len() == 1 && rooms[0].private && rooms[0].head == 5),
+        "{read:?}"
+    );
+    let read: ServerMessage =
+        from_str(r#"{"type":"presence","room":"dev","count":2,"users":["ann","bob"]}"#)
+            .expect("a presence frame");
+    assert!(
+        matches!(&read, ServerMessage::Presence { count: 2, users, .. } if users.len() == 2),
+        "{read:?}"
+    );
+    // Refused: a fraction, a negative number or a string where a count goes, a bad name, a missing
+    // field, a value that is not an object.
+    for bad in [
+        r#"{"type":"joined","room":"dev","head":1.5}"#,
+        r#"{"type":"joined","room":"dev","head":-1}"#,
+        r#"{"type":"joined","room":"dev","head":"7"}"#,
+        r#"{"type":"joined","room":"no spaces","head":1}"#,
+        r#"{"type":"joined","room":"dev"}"#,
+        r#"["joined"]"#,
+        r#""joined""#,
+        "null",
+    ] {
+        assert!(
+            matches!(from_str::<ServerMessage>(bad), Err(ReadError::Shape(_))),
+            "{bad}"
+        );
+    }
+    // The saved store: a map keyed by room, defaults for what an older version did not save.
+    let store: Store =
+        from_str(r#"{"rooms":{"dev":{"last_seq":4}},"outbox":[]}"#).expect("a saved store");
+    assert_eq!(store.since(&RoomId::new("dev").expect("room")), Some(4));
+}
+
 #[wasm_bindgen_test]
 fn json_is_read_through_the_browser_and_bad_storage_is_kept_aside() {
     let frame = r#"{"type":"history","room":"dev","before":3,"messages":[{"seq":2,"sender":"ann","text":"hi","timestamp":"2026-11-25T10:40:31.123Z"}],"more":true}"#;

@@ -3,7 +3,7 @@
 //! messages in a row from one sender are grouped under one name and one day separator. The
 //! narrow window is as narrow as headless Chromium's window goes (500 pixels).
 
-use e2e::{AppServer, Browser, Page};
+use e2e::{AppServer, Browser, Page, testid};
 use std::path::PathBuf;
 
 /// Where the screenshots go.
@@ -72,6 +72,14 @@ async fn both_themes_at_both_widths_are_saved_and_the_theme_follows_the_system()
             all.push(&size);
             let page = browser.page_with(&server.url(), &all).await;
             page.wait_connected().await;
+            page.wait_messages("the history", |m| m.len() == 3).await;
+            // A second room in the list, then back to the lobby.
+            page.fill("new-room-name", "design").await;
+            page.click(&testid("new-room-submit")).await;
+            page.wait_messages("the new room, empty", <[_]>::is_empty)
+                .await;
+            page.click(&format!("{}[data-room=\"lobby\"]", testid("room-item")))
+                .await;
             page.wait_messages("the history", |m| m.len() == 3).await;
             // One sender, three messages in a row: one name, one day separator.
             let layout = page
