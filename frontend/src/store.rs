@@ -83,6 +83,10 @@ pub struct RoomLog {
     head: Seq,
     /// Only members may use the room.
     private: bool,
+    /// Where the user left the room scrolled back (the distance from the list's bottom, in pixels); not
+    /// saved.
+    #[serde(skip)]
+    scrolled: Option<i32>,
 }
 
 /// A room in the room list.
@@ -272,6 +276,19 @@ impl Store {
     pub fn forget(&mut self, room: &RoomId) {
         if *room != RoomId::lobby() {
             self.rooms.remove(room);
+        }
+    }
+
+    /// Where the user left `room` scrolled back, if they did (see [`Store::scroll`]).
+    pub fn scrolled(&self, room: &RoomId) -> Option<i32> {
+        self.rooms.get(room)?.scrolled
+    }
+
+    /// The user scrolled `room` back to `from_bottom` pixels from its newest message, or to the newest
+    /// (`None`), where it opens again.
+    pub fn scroll(&mut self, room: &RoomId, from_bottom: Option<i32>) {
+        if let Some(log) = self.rooms.get_mut(room) {
+            log.scrolled = from_bottom;
         }
     }
 

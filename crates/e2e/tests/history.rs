@@ -1,6 +1,6 @@
 //! History in the real app: a new browser opening a room with 1,000 messages sees the newest page at once,
 //! and scrolling to the top (then the "Load older" button, as from the keyboard) pages back to the first
-//! message, each message shown once and in order.
+//! message, each message shown once and in order; the room opens again where the user left it.
 
 use e2e::{AppServer, Browser, Page, WAIT, testid};
 use fantoccini::Locator;
@@ -124,5 +124,58 @@ async fn a_new_browser_sees_the_newest_page_and_pages_back_to_the_first_message(
         (1..=MESSAGES).collect::<Vec<_>>(),
         "every message once, in order"
     );
+
+    // The room keeps where the user left it: scrolled back to the middle, another room, back again.
+    let from_bottom = "const l = document.querySelector('[data-testid=message-list]');
+                       return Math.round(l.scrollHeight - l.scrollTop);";
+    page.client
+        .execute(
+            "const l = document.querySelector('[data-testid=message-list]');
+             l.scrollTop = Math.floor(l.scrollHeight / 2);
+             l.dispatchEvent(new Event('scroll'));",
+            vec![],
+        )
+        .await
+        .expect("scroll");
+    let read = async || {
+        let at = page
+            .client
+            .execute(from_bottom, vec![])
+            .await
+            .expect("read");
+        at.as_i64().expect("pixels")
+    };
+    let left_at = read().await;
+    page.fill("new-room-name", "elsewhere").await;
+    page.click(&testid("new-room-submit")).await;
+    wait_shown_count(&page, |n| n == 0).await;
+    page.click(&format!("{}[data-room=\"lobby\"]", testid("room-item")))
+        .await;
+    wait_shown_count(&page, |n| n == MESSAGES as usize).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let now = read().await;
+        if (now - left_at).abs() <= 1 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the lobby opened {now} pixels from its bottom, not {left_at}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     page.close().await;
+}
+
+/// Polls until the number of shown messages satisfies `check`.
+async fn wait_shown_count(page: &Page, check: impl Fn(usize) -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let n = shown_seqs(page).await.len();
+        if check(n) {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{n} messages shown");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

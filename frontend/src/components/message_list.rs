@@ -1,6 +1,7 @@
 //! A room's messages, oldest first, kept scrolled to the newest unless the user scrolled up. Scrolling to
 //! the top (or the "Load older" button, for the keyboard) asks for the page before the oldest message
-//! shown, and the view stays on the message the user was reading when it arrives.
+//! shown, and the view stays on the message the user was reading when it arrives. A room the user left
+//! scrolled back opens where they left it.
 
 use crate::connection::Connection;
 use crate::store::{Delivery, Shown};
@@ -20,9 +21,12 @@ pub fn MessageList(room: RoomId) -> impl IntoView {
     let connection = expect_context::<Connection>();
     let state = connection.state();
     let list = NodeRef::<Ol>::new();
-    let at_bottom = StoredValue::new(true);
-    // While an older page is on its way: the distance from the list's bottom to keep when it arrives.
-    let anchor = StoredValue::new(None::<i32>);
+    // Where the user left this room, if not at its newest message: restored when the list is drawn.
+    let left_at = state.store.with_untracked(|s| s.scrolled(&room));
+    let at_bottom = StoredValue::new(left_at.is_none());
+    // While an older page is on its way (or the list is drawn again): the distance from the list's
+    // bottom to keep.
+    let anchor = StoredValue::new(left_at);
     let entries = {
         let room = room.clone();
         Memo::new(move |_| state.store.with(|s| s.shown(&room)))
@@ -31,13 +35,16 @@ pub fn MessageList(room: RoomId) -> impl IntoView {
         let room = room.clone();
         move || state.store.with(|s| s.older_than(&room))
     };
-    let load_older = move || {
-        let before = state.store.with_untracked(|s| s.older_than(&room));
-        let (Some(before), Some(el)) = (before, list.get_untracked()) else {
-            return;
-        };
-        anchor.set_value(Some(el.scroll_height() - el.scroll_top()));
-        connection.load_older(room.clone(), before);
+    let load_older = {
+        let room = room.clone();
+        move || {
+            let before = state.store.with_untracked(|s| s.older_than(&room));
+            let (Some(before), Some(el)) = (before, list.get_untracked()) else {
+                return;
+            };
+            anchor.set_value(Some(el.scroll_height() - el.scroll_top()));
+            connection.load_older(room.clone(), before);
+        }
     };
 
     // Syncs the DOM's scroll position with the entries (the outside world, hence an Effect).
@@ -57,8 +64,14 @@ pub fn MessageList(room: RoomId) -> impl IntoView {
             let Some(el) = list.get_untracked() else {
                 return;
             };
-            at_bottom
-                .set_value(el.scroll_height() - el.scroll_top() - el.client_height() < STICK_PX);
+            let from_bottom = el.scroll_height() - el.scroll_top();
+            let bottom = from_bottom - el.client_height() < STICK_PX;
+            at_bottom.set_value(bottom);
+            // Kept for the next time the room opens. Not a change anyone needs to hear of: nothing is
+            // redrawn or saved for it.
+            state
+                .store
+                .update_untracked(|s| s.scroll(&room, (!bottom).then_some(from_bottom)));
             if el.scroll_top() == 0 && anchor.get_value().is_none() {
                 load_older();
             }
