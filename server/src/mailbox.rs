@@ -1,7 +1,8 @@
 //! A connection's outgoing queue, bounded in bytes.
 //!
 //! Everything a connection is sent from elsewhere (room deliveries from the [`crate::hub`], acks and errors
-//! from the [`crate::relay`]) goes through its mailbox; only the connection's own task writes to its socket.
+//! from the [`crate::relay`], word from [`crate::sessions`] that the account's rooms changed) goes through
+//! its mailbox; only the connection's own task writes to its socket.
 //! Pushing never waits: when a slow reader lets more than its byte budget pile up, the mailbox refuses
 //! further frames and tells the connection to close with 1013 ("try again later"). The client then rejoins
 //! with `since` and recovers from history, so nobody waits for a slow client and nothing is lost.
@@ -34,6 +35,8 @@ pub enum Outbound {
     Direct(Utf8Bytes),
     /// The connection was taken out of this room (removed from a private room): stop expecting it.
     Evicted(RoomId),
+    /// The account's list of rooms changed elsewhere (it was invited to a room): send it again.
+    Relist,
     /// The byte budget was exceeded: close with 1013.
     Overflow,
 }
@@ -81,6 +84,9 @@ fn frame_len(item: &Outbound) -> usize {
         Outbound::Delivery(p) => p.frame.len(),
         Outbound::Direct(f) => f.len(),
         Outbound::Evicted(_) | Outbound::Overflow => 0,
+        // Counted as a small frame (the list it leads to is read when it is written), so that a flood
+        // of invitations is bounded by the budget like anything else.
+        Outbound::Relist => 64,
     }
 }
 

@@ -20,6 +20,7 @@
 use crate::{
     broker::Broker,
     hub::ConnId,
+    mailbox::{Mailbox, Outbound},
     users::{StoreError, UserStore},
 };
 use rand::Rng;
@@ -54,6 +55,7 @@ struct Live {
     conn: ConnId,
     sid: Option<SessionId>,
     close: CancellationToken,
+    mailbox: Mailbox,
 }
 
 /// The user already has `--max-connections-per-user` connections open.
@@ -176,6 +178,16 @@ impl Sessions {
         self.remember_revoked([(sid, expires_ms)]);
     }
 
+    /// Tells every connection of `user` on this node that their list of rooms changed: each sends it
+    /// again.
+    pub fn relist(&self, user: &UserName) {
+        if let Some(lives) = lock(&self.live).get(user) {
+            for live in lives {
+                live.mailbox.push(Outbound::Relist);
+            }
+        }
+    }
+
     /// Closes every connection of `user` on this node (all their sessions were revoked).
     pub fn close_user(&self, user: &UserName) {
         if let Some(lives) = lock(&self.live).get(user) {
@@ -192,13 +204,15 @@ impl Sessions {
         revoked.extend(ids);
     }
 
-    /// Registers connection `conn` of `user` (through session `sid`, if an account's), unless the user
-    /// already has the most connections allowed (in the Redis mode, over all nodes).
+    /// Registers connection `conn` of `user` (through session `sid`, if an account's; reached through
+    /// `mailbox`), unless the user already has the most connections allowed (in the Redis mode, over all
+    /// nodes).
     pub async fn attach(
         &self,
         user: &UserName,
         conn: ConnId,
         sid: Option<SessionId>,
+        mailbox: Mailbox,
     ) -> Result<Attached, TooManyForUser> {
         // Without Redis the cap is only counted here. (A limit is no reason to turn clients away while
         // Redis is unreachable; the lease is taken at the next renewal.)
@@ -228,6 +242,7 @@ impl Sessions {
             conn,
             sid,
             close: revoked.clone(),
+            mailbox,
         });
         Ok(Attached {
             live: Arc::clone(&self.live),
@@ -296,19 +311,22 @@ mod tests {
         let s2 = start(&ann, "h1").await.expect("start").expect("started");
         let s3 = start(&bob, "h2").await.expect("start").expect("started");
         let a1 = sessions
-            .attach(&ann, 1, Some(s1.clone()))
+            .attach(&ann, 1, Some(s1.clone()), mailbox())
             .await
             .expect("attach");
         let a2 = sessions
-            .attach(&ann, 2, Some(s2.clone()))
+            .attach(&ann, 2, Some(s2.clone()), mailbox())
             .await
             .expect("attach");
         assert!(
-            sessions.attach(&ann, 3, Some(s2.clone())).await.is_err(),
+            sessions
+                .attach(&ann, 3, Some(s2.clone()), mailbox())
+                .await
+                .is_err(),
             "per-user cap"
         );
         let b = sessions
-            .attach(&bob, 4, Some(s3.clone()))
+            .attach(&bob, 4, Some(s3.clone()), mailbox())
             .await
             .expect("attach");
 
@@ -317,7 +335,7 @@ mod tests {
         assert!(sessions.is_revoked(&s1) && !sessions.is_revoked(&s2));
         drop(a1);
         let a3 = sessions
-            .attach(&ann, 3, Some(s2.clone()))
+            .attach(&ann, 3, Some(s2.clone()), mailbox())
             .await
             .expect("a slot freed");
 
@@ -325,8 +343,23 @@ mod tests {
         assert!(a2.revoked.is_cancelled() && a3.revoked.is_cancelled());
         assert!(!b.revoked.is_cancelled(), "other users untouched");
 
+        // Word that a user's rooms changed reaches each of their connections, and only theirs.
+        let (to_b, mut b_rx) = crate::mailbox::mailbox(1 << 16);
+        let _b2 = sessions
+            .attach(&bob, 5, Some(s3.clone()), to_b)
+            .await
+            .expect("attach");
+        sessions.relist(&bob);
+        assert!(matches!(b_rx.try_recv(), Some(Outbound::Relist)));
+        assert!(b_rx.try_recv().is_none(), "once");
+
         let reopened = Sessions::open(store, 2, None).await.expect("reopen");
         assert!(reopened.is_revoked(&s1) && reopened.is_revoked(&s2));
         assert!(!reopened.is_revoked(&s3));
+    }
+
+    /// A mailbox nobody reads.
+    fn mailbox() -> Mailbox {
+        crate::mailbox::mailbox(1 << 16).0
     }
 }

@@ -58,7 +58,8 @@ pub enum ClientMessage {
     },
     /// Add `user` to the private `room`; only a member may invite, and only an existing account:
     /// `{"type":"invite","room":"team","user":"bob"}` (answered by [`ServerMessage::Invited`], or an
-    /// `error` with [`ErrorCode::Forbidden`] or [`ErrorCode::UnknownUser`]).
+    /// `error` with [`ErrorCode::Forbidden`] or [`ErrorCode::UnknownUser`]). The room goes into the
+    /// invited user's list, which each of their connections is sent again ([`ServerMessage::Rooms`]).
     Invite {
         /// The private room.
         room: RoomId,
@@ -294,8 +295,9 @@ pub enum ServerMessage {
         /// Who (the first [`PRESENCE_NAMES`] of them).
         users: Vec<UserName>,
     },
-    /// Sent to an account after the welcome: the rooms it joined (with `join`, on any device, until it
-    /// sent `leave`), with what it has read of each, e.g.
+    /// Sent to an account after the welcome, and again to each of its connections when it is invited to
+    /// a private room: the rooms it joined (with `join`, on any device, until it sent `leave`) or was
+    /// invited to, with what it has read of each, e.g.
     /// `{"type":"rooms","rooms":[{"room":"dev","last_read":40,"head":42}]}`.
     Rooms {
         /// The user's rooms, by name.

@@ -1,8 +1,8 @@
 //! Rooms in the real app: the room list with the current room marked, joining a public room by name,
-//! creating a private one and inviting a member, an outsider refused and shown nothing of it, unread
-//! counts that clear when the room is opened, leaving, the list following the account to another
-//! browser; the typing indicator, shown to the others and gone when the notice lapses; and who is
-//! in the room, a user with two tabs counted once.
+//! creating a private one and inviting a member (to whom it shows up at once), an outsider refused and
+//! shown nothing of it, unread counts that clear when the room is opened, leaving, the list following
+//! the account to another browser; the typing indicator, shown to the others and gone when the notice
+//! lapses; who is in the room, a user with two tabs counted once; and mentions.
 
 use e2e::{AppServer, Browser, Page, WAIT, count, testid};
 use fantoccini::Locator;
@@ -117,7 +117,13 @@ async fn public_and_private_rooms_invites_outsiders_unread_counts_and_leaving() 
     ann.click(&testid("invite-submit")).await;
     ann.send("secret plan").await;
     wait_shown(&ann, "secret plan").await;
-    open(&bob, "team", false).await;
+    // The room shows up in bob's list by itself, with what he has not read.
+    wait_rooms(&bob, "to list team, unread", |l| {
+        l.iter().any(|(r, unread, _)| r == "team" && unread == "1")
+    })
+    .await;
+    bob.click(&format!("{}[data-room=\"team\"]", testid("room-item")))
+        .await;
     wait_rooms(&bob, "to show team, current", |l| current(l, "team")).await;
     wait_shown(&bob, "secret plan").await;
 

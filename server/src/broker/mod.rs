@@ -349,6 +349,17 @@ impl Broker {
         Ok(())
     }
 
+    /// Tells the other nodes that `user`'s list of rooms changed (they were invited to a room): their
+    /// connections there send it again.
+    pub async fn relist(&self, user: &UserName) -> RedisResult<()> {
+        let mut publish = redis::cmd("PUBLISH");
+        publish
+            .arg(CONTROL_CHANNEL)
+            .arg(format!("rooms\n{user}\n{}", self.node));
+        let _: i64 = self.command(&publish).await?;
+        Ok(())
+    }
+
     /// Takes `cost` tokens (0: takes none, only looks for one) from the shared bucket `key` of `rate` per
     /// second and `burst`; `Err` says how long until there are enough.
     pub async fn throttle(

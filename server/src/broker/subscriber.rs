@@ -222,6 +222,14 @@ impl Subscriber {
                     self.sessions.close_revoked(sid.to_owned(), expires);
                 }
             }
+            (Some("rooms"), Some(user), Some(from)) => {
+                // The inviting node told its own connections already.
+                if from != self.broker.node()
+                    && let Ok(user) = UserName::new(user)
+                {
+                    self.sessions.relist(&user);
+                }
+            }
             (Some("user"), Some(user), None) => {
                 if let Ok(user) = UserName::new(user) {
                     self.sessions.close_user(&user);

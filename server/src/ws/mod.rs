@@ -140,7 +140,12 @@ pub async fn upgrade(
         );
     };
     let conn = node.next_conn_id();
-    let Ok(attached) = node.sessions.attach(&user, conn, sid).await else {
+    let (mailbox, rx) = crate::mailbox::mailbox(node.config.queue_bytes);
+    let Ok(attached) = node
+        .sessions
+        .attach(&user, conn, sid, mailbox.clone())
+        .await
+    else {
         tracing::warn!(%peer, %user, "refused upgrade: per-user connection limit reached");
         return refuse(
             StatusCode::TOO_MANY_REQUESTS,
@@ -165,6 +170,7 @@ pub async fn upgrade(
                     token,
                     expires_at,
                     revoked: attached.revoked.clone(),
+                    mailbox: (mailbox, rx),
                 };
                 session::run(socket, node, peer).await;
                 drop((permit, ip_slot, attached, tracked));

@@ -35,7 +35,7 @@ use crate::{
     history::{HistoryError, NewMessage, PageLimit, StoredMessage},
     hub::{ConnId, Hub},
     limits::{TokenBucket, client_key},
-    mailbox::{Mailbox, MailboxReceiver, Outbound, mailbox},
+    mailbox::{Mailbox, MailboxReceiver, Outbound},
     node::Node,
     relay::AppendRequest,
 };
@@ -82,6 +82,8 @@ pub struct Peer {
     pub expires_at: Option<Timestamp>,
     /// Cancelled when the session this connection signed in with is revoked: closed with 4501.
     pub revoked: CancellationToken,
+    /// This connection's mailbox (made before the upgrade, so that [`crate::sessions`] can reach it).
+    pub mailbox: (Mailbox, MailboxReceiver),
 }
 
 /// Why a session ended.
@@ -168,7 +170,7 @@ where
     S: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Unpin,
 {
     let conn = peer.conn;
-    let (mailbox, rx) = mailbox(node.config.queue_bytes);
+    let (mailbox, rx) = peer.mailbox;
     node.metrics.connections.inc();
     let started = Instant::now();
     tracing::info!(conn, user = %peer.user, peer = %peer.addr, "connected");
@@ -480,7 +482,10 @@ where
                         .await;
                 };
                 match self.node.access.invite(&room, &self.user, &user).await {
-                    Ok(()) => self.send(&ServerMessage::Invited { room, user }).await,
+                    Ok(()) => {
+                        self.invited(&room, &user).await;
+                        self.send(&ServerMessage::Invited { room, user }).await
+                    }
                     Err(AccessError::Forbidden | AccessError::Exists) => {
                         self.refuse(
                             ErrorCode::Forbidden,
@@ -755,6 +760,26 @@ where
         self.send(&ServerMessage::Rooms { rooms }).await
     }
 
+    /// `user` was just invited to `room`: the room goes into their list, and their connections (on
+    /// every node) send them the list again, so the room shows up for them at once.
+    async fn invited(&mut self, room: &RoomId, user: &UserName) {
+        let kept = self
+            .node
+            .history
+            .keep_room(user.clone(), room.clone(), true)
+            .await;
+        if let Err(e) = kept {
+            tracing::error!(conn = self.conn, %room, %user, error = %e, "listing the room for the invited user failed");
+            return;
+        }
+        self.node.sessions.relist(user);
+        if let Some(broker) = &self.node.broker
+            && let Err(e) = broker.relist(user).await
+        {
+            tracing::debug!(conn = self.conn, error = %e, "telling other nodes of an invitation failed");
+        }
+    }
+
     /// Puts `room` in an account's list (`keep`) or takes it off, when that changes the list.
     async fn list(&mut self, room: &RoomId, keep: bool) {
         let Some(listed) = &mut self.listed else {
@@ -856,6 +881,7 @@ where
                         self.feed(&ServerMessage::Left { room }).await?;
                     }
                 }
+                Outbound::Relist => self.send_room_list().await?,
                 Outbound::Delivery(published) => {
                     let Some(last) = self.rooms.get_mut(&published.room) else {
                         continue; // left the room since it was queued

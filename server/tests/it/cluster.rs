@@ -275,11 +275,16 @@ async fn accounts_tokens_and_private_rooms_are_shared_by_every_node() {
         .await;
     owner.expect("created").await;
     owner.expect("joined").await;
+    let mut bob_b = Client::reconnect(&b.ws_url(), &bob).await;
     owner
         .send(json!({"type": "invite", "room": "team", "user": "bob"}))
         .await;
     owner.expect("invited").await;
-    let mut bob_b = Client::reconnect(&b.ws_url(), &bob).await;
+    // Invited on A: bob's connection on B is sent his list again, with the room in it.
+    assert_eq!(
+        bob_b.expect("rooms").await["rooms"],
+        json!([{"room": "team", "last_read": 0, "head": 0, "private": true}])
+    );
     join(&mut bob_b, "team", None).await;
     let mut eve_b = Client::reconnect(&b.ws_url(), &eve).await;
     eve_b.send(json!({"type": "join", "room": "team"})).await;

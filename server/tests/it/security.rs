@@ -15,6 +15,7 @@ const QUIET: Duration = Duration::from_millis(300);
 in_both_modes!(
     an_accounts_rooms_and_what_it_read_follow_it_to_its_next_connection,
     a_deleted_account_is_gone_and_its_name_inherits_nothing,
+    an_invited_account_has_the_room_in_its_list_at_once,
     owners_remove_members_who_stop_receiving_at_once,
     private_rooms_admit_members_only_and_never_leak_history,
     register_login_session_logout,
@@ -372,6 +373,42 @@ async fn an_accounts_rooms_and_what_it_read_follow_it_to_its_next_connection(mod
     assert_eq!(Client::reconnect(&url, &bob).await.rooms, json!([]));
 }
 
+async fn an_invited_account_has_the_room_in_its_list_at_once(mode: Mode) {
+    let server = accounts_server(mode).await;
+    let url = server.ws_url();
+    let (ann_token, bob_token) = (
+        register(&server, "ann").await,
+        register(&server, "bob").await,
+    );
+    let mut ann = Client::reconnect(&url, &ann_token).await;
+    let mut bob = Client::reconnect(&url, &bob_token).await;
+    let mut bob_elsewhere = Client::reconnect(&url, &bob_token).await;
+    assert_eq!(bob.rooms, json!([]));
+    ann.send(json!({"type": "create", "room": "team", "private": true}))
+        .await;
+    ann.expect("created").await;
+    ann.expect("joined").await;
+    ann.chat("team", "t1", "welcome").await;
+    ann.expect("ack").await;
+    ann.send(json!({"type": "invite", "room": "team", "user": "bob"}))
+        .await;
+    ann.expect("invited").await;
+    // Each of bob's connections is sent his list again, with the room in it.
+    let listed = json!({"type": "rooms", "rooms": [
+        {"room": "team", "last_read": 0, "head": 1, "private": true},
+    ]});
+    assert_eq!(bob.expect("rooms").await, listed);
+    assert_eq!(bob_elsewhere.expect("rooms").await, listed);
+    // ... and ann's, who was not invited, is not.
+    ann.send(json!({"type": "ping"})).await;
+    ann.expect("pong").await;
+    // It stays in his list.
+    assert_eq!(
+        Client::reconnect(&url, &bob_token).await.rooms,
+        listed["rooms"]
+    );
+}
+
 async fn private_rooms_admit_members_only_and_never_leak_history(mode: Mode) {
     let server = accounts_server(mode).await;
     let url = server.ws_url();
@@ -432,6 +469,7 @@ async fn private_rooms_admit_members_only_and_never_leak_history(mode: Mode) {
         ann.expect("invited").await,
         json!({"type": "invited", "room": "team", "user": "bob"})
     );
+    assert_eq!(bob.expect("rooms").await["rooms"][0]["room"], "team");
     bob.send(json!({"type": "join", "room": "team", "since": 0}))
         .await;
     let m = bob.expect("chat").await;
@@ -749,6 +787,7 @@ async fn owners_remove_members_who_stop_receiving_at_once(mode: Mode) {
         ann.expect("invited").await;
     }
     for member in [&mut bob, &mut eve] {
+        member.expect("rooms").await;
         member
             .send(json!({"type": "join", "room": "team", "since": 0}))
             .await;
