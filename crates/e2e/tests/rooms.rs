@@ -115,6 +115,10 @@ async fn public_and_private_rooms_invites_outsiders_unread_counts_and_leaving() 
     );
     ann.fill("invite-name", "bob").await;
     ann.click(&testid("invite-submit")).await;
+    ann.wait_text("notice", "the invitation confirmed", |t| {
+        t.contains("bob can now join team.")
+    })
+    .await;
     ann.send("secret plan").await;
     wait_shown(&ann, "secret plan").await;
     // The room shows up in bob's list by itself, with what he has not read.

@@ -10,8 +10,9 @@ use shared::{ClientMessage, RoomId, UserName};
 
 /// The room list (`room-list`, one `room-item` per room with `data-room`, `room-unread` when a room
 /// other than the open one has something unread), the open room's `leave-room` (not in the lobby)
-/// and, in a private room, `invite-name` and `invite-submit`, then the join-or-create form. Choosing a room shows it; a room
-/// asked for by name is shown by the connection once the server has let this user in (`joined`).
+/// and, in a private room, `invite-name` and `invite-submit`, then the join-or-create form. Choosing a
+/// room shows it; a room asked for by name is shown by the connection once the server has let this
+/// user in (`joined`).
 #[component]
 pub fn RoomList() -> impl IntoView {
     let connection = expect_context::<Connection>();

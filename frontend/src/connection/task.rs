@@ -366,8 +366,11 @@ impl Task {
             ServerMessage::Presence { room, count, users } => {
                 self.state.here.update(|h| h.presence(&room, count, users));
             }
+            ServerMessage::Invited { room, user } => self
+                .state
+                .notice
+                .set(Some(format!("{user} can now join {room}."))),
             ServerMessage::Created { private: false, .. }
-            | ServerMessage::Invited { .. }
             | ServerMessage::Removed { .. }
             | ServerMessage::Pong => {}
             // The rest changes the store: one update for each.
