@@ -1,9 +1,11 @@
-//! The main screen in both themes, wide and narrow, and offline, saved as PNG files under `target/screenshots/` (test
-//! artifacts to look at); the theme follows the system's setting and body text keeps AA contrast, and
-//! messages in a row from one sender are grouped under one name and one day separator. The
+//! The main screen in both themes, wide and narrow, and offline, saved as PNG files under
+//! `target/screenshots/` (test artifacts to look at); the theme follows the system's setting and body
+//! text keeps AA contrast, messages in a row from one sender are grouped under one name and one day
+//! separator, and on a narrow screen the rooms are a drawer that opens and closes. The
 //! narrow window is as narrow as headless Chromium's window goes (500 pixels).
 
 use e2e::{AppServer, Browser, Page, testid};
+use fantoccini::Locator;
 use std::path::PathBuf;
 
 /// Where the screenshots go.
@@ -73,6 +75,20 @@ async fn both_themes_at_both_widths_are_saved_and_the_theme_follows_the_system()
             let page = browser.page_with(&server.url(), &all).await;
             page.wait_connected().await;
             page.wait_messages("the history", |m| m.len() == 3).await;
+            // On a narrow screen the rooms are a drawer, closed until its toggle is pressed.
+            let drawer = name == "narrow";
+            let list_shown = async || {
+                let list = page.client.find(Locator::Css(&testid("room-list"))).await;
+                list.expect("the room list")
+                    .is_displayed()
+                    .await
+                    .expect("shown?")
+            };
+            if drawer {
+                assert!(!list_shown().await, "the drawer starts closed");
+                page.click("label[for=rooms-drawer]").await;
+                assert!(list_shown().await, "the drawer opens");
+            }
             // A second room in the list, then back to the lobby.
             page.fill("new-room-name", "design").await;
             page.click(&testid("new-room-submit")).await;
@@ -81,6 +97,10 @@ async fn both_themes_at_both_widths_are_saved_and_the_theme_follows_the_system()
             page.click(&format!("{}[data-room=\"lobby\"]", testid("room-item")))
                 .await;
             page.wait_messages("the history", |m| m.len() == 3).await;
+            if drawer {
+                page.click("label[for=rooms-drawer]").await;
+                assert!(!list_shown().await, "the drawer closes");
+            }
             // One sender, three messages in a row: one name, one day separator.
             let layout = page
                 .client

@@ -1,4 +1,4 @@
-//! The rooms: the list beside the chat (a strip above it on narrow screens) with unread counts, what
+//! The rooms: the list beside the chat (a drawer above it on narrow screens) with unread counts, what
 //! can be done in the open room (leave it, and invite someone to it when it is private), and a field to
 //! join a public room or create one.
 
@@ -60,6 +60,11 @@ pub fn RoomList() -> impl IntoView {
     });
     view! {
         <nav class="rooms" aria-label="Rooms">
+            // On narrow screens the rest folds away behind this toggle (a drawer, in CSS alone).
+            <input type="checkbox" id="rooms-drawer" class="drawer-toggle" data-testid="rooms-drawer" />
+            <label class="drawer-label" for="rooms-drawer">
+                "Rooms"
+            </label>
             <ul data-testid="room-list">
                 {move || {
                     rooms
