@@ -4,8 +4,9 @@
 //!
 //! Every response carries the headers a page that shows other people's text should have: a
 //! `Content-Security-Policy` allowing only what the wasm app needs (its own scripts and styles, by hash
-//! for the loader and the style sheet trunk inlines, `wasm-unsafe-eval` to compile the module, and connections to this origin),
-//! `X-Content-Type-Options: nosniff`, `Referrer-Policy: no-referrer`, and framing refused. Unknown
+//! for the loader and the style sheet trunk inlines, `wasm-unsafe-eval` to compile the module, and
+//! connections to this origin), `X-Content-Type-Options: nosniff`, `Referrer-Policy: no-referrer`, and
+//! framing refused. Unknown
 //! `/api/...` paths answer 404 with the API's JSON error body instead of the app's page.
 
 use crate::{api, node::Node, ws};
