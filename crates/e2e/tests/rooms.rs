@@ -1,8 +1,9 @@
 //! Rooms in the real app: the room list with the current room marked, joining a public room by name,
-//! creating a private one and inviting a member (to whom it shows up at once), an outsider refused and
-//! shown nothing of it, unread counts that clear when the room is opened, leaving, the list following
-//! the account to another browser; the typing indicator, shown to the others and gone when the notice
-//! lapses; who is in the room, a user with two tabs counted once; and mentions.
+//! creating a private one, inviting a member (to whom it shows up at once) and removing them, an
+//! outsider refused and shown nothing of it, unread counts that clear when the room is opened,
+//! leaving, the list following the account to another browser; the typing indicator, shown to the
+//! others and gone when the notice lapses; who is in the room, a user with two tabs counted once; and
+//! mentions.
 
 use e2e::{AppServer, Browser, Page, WAIT, count, testid};
 use fantoccini::Locator;
@@ -179,6 +180,22 @@ async fn public_and_private_rooms_invites_outsiders_unread_counts_and_leaving() 
         .click(&format!("{}[data-room=\"team\"]", testid("room-item")))
         .await;
     wait_shown(&elsewhere, "secret plan").await;
+
+    // The owner removes bob: where he was reading the room, the lobby shows, and it leaves his list.
+    ann.click(&format!("{}[data-room=\"team\"]", testid("room-item")))
+        .await;
+    ann.fill("remove-name", "bob").await;
+    ann.click(&testid("remove-submit")).await;
+    ann.wait_text("notice", "the removal confirmed", |t| {
+        t.contains("bob is no longer in team.")
+    })
+    .await;
+    for page in [&bob, &elsewhere] {
+        wait_rooms(page, "without team, in the lobby", |l| {
+            current(l, "lobby") && l.iter().all(|(r, ..)| r != "team")
+        })
+        .await;
+    }
     for page in [ann, bob, cat, elsewhere] {
         page.close().await;
     }

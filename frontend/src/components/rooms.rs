@@ -10,7 +10,8 @@ use shared::{ClientMessage, RoomId, UserName};
 
 /// The room list (`room-list`, one `room-item` per room with `data-room`, `room-unread` when a room
 /// other than the open one has something unread), the open room's `leave-room` (not in the lobby)
-/// and, in a private room, `invite-name` and `invite-submit`, then the join-or-create form. Choosing a
+/// and, in a private room, `invite-name` and `invite-submit` (and, for its owner, `remove-name` and
+/// `remove-submit`), then the join-or-create form. Choosing a
 /// room shows it; a room asked for by name is shown by the connection once the server has let this
 /// user in (`joined`).
 #[component]
@@ -20,15 +21,21 @@ pub fn RoomList() -> impl IntoView {
     let current = state.current;
     let rooms = Memo::new(move |_| state.store.with(|s| s.rooms()));
     let private = NodeRef::<Input>::new();
-    let invite = Callback::new({
+    // Invite and remove name a user of the open room (the server says who may).
+    let member = |remove: bool| {
         let connection = connection.clone();
-        move |name: String| {
+        Callback::new(move |name: String| {
             let user = UserName::new(name.trim()).map_err(|e| e.to_string())?;
             let room = current.get_untracked();
-            connection.frame(ClientMessage::Invite { room, user });
+            connection.frame(if remove {
+                ClientMessage::Remove { room, user }
+            } else {
+                ClientMessage::Invite { room, user }
+            });
             Ok(())
-        }
-    });
+        })
+    };
+    let (invite, remove) = (member(false), member(true));
     let leave = Callback::new({
         let connection = connection.clone();
         move |()| {
@@ -116,6 +123,15 @@ pub fn RoomList() -> impl IntoView {
                                                 label="Invite"
                                                 placeholder="User name"
                                                 submit=invite
+                                            />
+                                            // For the owner (anyone else is refused by the server).
+                                            <NameForm
+                                                class="invite"
+                                                field="remove-name"
+                                                button="remove-submit"
+                                                label="Remove"
+                                                placeholder="User name"
+                                                submit=remove
                                             />
                                         }
                                     })}

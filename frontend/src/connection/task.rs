@@ -370,9 +370,11 @@ impl Task {
                 .state
                 .notice
                 .set(Some(format!("{user} can now join {room}."))),
-            ServerMessage::Created { private: false, .. }
-            | ServerMessage::Removed { .. }
-            | ServerMessage::Pong => {}
+            ServerMessage::Removed { room, user } => self
+                .state
+                .notice
+                .set(Some(format!("{user} is no longer in {room}."))),
+            ServerMessage::Created { private: false, .. } | ServerMessage::Pong => {}
             // The rest changes the store: one update for each.
             message => {
                 let me = self.state.user.get_untracked();
@@ -400,6 +402,12 @@ impl Task {
                         let (sender, room) = (sender.as_str(), room.as_str());
                         crate::notify::mention(sender, room, text.as_str(), timestamp.unix_ms());
                     }
+                }
+                // Out of the room shown (removed from it): the lobby shows instead.
+                if let ServerMessage::Left { room } = &message
+                    && self.state.current.get_untracked() == *room
+                {
+                    self.state.current.set(shared::RoomId::lobby());
                 }
                 // The room the user asked for is in: show it.
                 if let ServerMessage::Joined { room, .. } = &message

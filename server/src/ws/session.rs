@@ -500,7 +500,18 @@ where
             ClientMessage::Remove { room, user } => {
                 let user = self.account(&user).await?.unwrap_or(user);
                 match self.node.access.remove(&room, &self.user, &user).await {
-                    Ok(()) => self.send(&ServerMessage::Removed { room, user }).await,
+                    Ok(()) => {
+                        // Off their list too, so that their next connection does not ask for it.
+                        let unlisted = self
+                            .node
+                            .history
+                            .keep_room(user.clone(), room.clone(), false)
+                            .await;
+                        if let Err(e) = unlisted {
+                            tracing::error!(conn = self.conn, %room, %user, error = %e, "unlisting the room for the removed user failed");
+                        }
+                        self.send(&ServerMessage::Removed { room, user }).await
+                    }
                     Err(AccessError::Forbidden | AccessError::Exists) => {
                         self.refuse(
                             ErrorCode::Forbidden,

@@ -762,13 +762,13 @@ async fn a_deleted_account_is_gone_and_its_name_inherits_nothing(mode: Mode) {
 async fn owners_remove_members_who_stop_receiving_at_once(mode: Mode) {
     let server = accounts_server(mode).await;
     let url = server.ws_url();
-    let (ann, bob, eve) = (
+    let (ann, bob_token, eve) = (
         register(&server, "ann").await,
         register(&server, "bob").await,
         register(&server, "eve").await,
     );
     let mut ann = Client::reconnect(&url, &ann).await;
-    let mut bob = Client::reconnect(&url, &bob).await;
+    let mut bob = Client::reconnect(&url, &bob_token).await;
     let mut eve = Client::reconnect(&url, &eve).await;
     ann.send(json!({"type": "create", "room": "team", "private": true}))
         .await;
@@ -813,6 +813,16 @@ async fn owners_remove_members_who_stop_receiving_at_once(mode: Mode) {
     bob.expect_silence(QUIET).await;
     bob.chat("team", "b1", "still here?").await;
     assert_eq!(bob.expect("error").await["code"], "forbidden");
+    // Off his list too: his next connection does not ask for the room.
+    let listed = Client::reconnect(&url, &bob_token).await.rooms;
+    assert!(
+        listed
+            .as_array()
+            .expect("a list")
+            .iter()
+            .all(|r| r["room"] != "team"),
+        "{listed}"
+    );
     // A public room can be created explicitly too, once.
     bob.send(json!({"type": "create", "room": "open"})).await;
     assert_eq!(
