@@ -19,7 +19,8 @@
 //!   (ephemeral, never saved).
 //! - [`storage`]: localStorage as JSON; [`json`]: reading JSON through the browser's parser.
 //! - [`text`]: message text cut into plain runs and web links, and mentions (pure, unit-tested
-//!   natively); [`notify`]: browser notifications for mentions while the page is in the background.
+//!   natively); [`notify`]: browser notifications for mentions while the page is in the background;
+//!   [`timer`]: `setTimeout` as a future.
 //!
 //! Wire types all come from the `shared` crate.
 
@@ -33,10 +34,10 @@ pub mod notify;
 pub mod storage;
 pub mod store;
 pub mod text;
+pub mod timer;
 
 use auth::{EXPIRED, Identity, Screen, initial_screen};
 use components::{ChatView, SignIn};
-use gloo_timers::future::TimeoutFuture;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
@@ -60,7 +61,7 @@ pub fn App() -> impl IntoView {
                 }
                 Err(_) => {
                     unreachable.set(true);
-                    TimeoutFuture::new(SESSION_RETRY_MS).await;
+                    let _ = timer::sleep(SESSION_RETRY_MS).await;
                 }
             }
         }

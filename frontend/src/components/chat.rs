@@ -76,13 +76,12 @@ pub fn ChatView(
             read_due.set_value(true);
             let connection = connection.clone();
             // What is shown when the second is over: the room open then, up to its newest message.
-            gloo_timers::callback::Timeout::new(1_000, move || {
+            crate::timer::after(1_000, move || {
                 read_due.set_value(false);
                 if let Some(room) = current.try_get_untracked() {
                     mark_read(state, &connection, room);
                 }
-            })
-            .forget();
+            });
         }
     });
 

@@ -31,7 +31,10 @@ impl Backoff {
 
     /// The delay of retry number `attempt`, given `unit`, a random number in `[0, 1)` (clamped).
     pub fn delay(&self, attempt: u32, unit: f64) -> Duration {
-        self.ceiling(attempt).mul_f64(unit.clamp(0.0, 1.0))
+        // In whole milliseconds, through a saturating cast: `Duration::mul_f64` would bring its float
+        // checks and their panic messages into the page's wasm.
+        let ceiling_ms = self.ceiling(attempt).as_millis() as f64;
+        Duration::from_millis((ceiling_ms * unit.clamp(0.0, 1.0)) as u64)
     }
 }
 

@@ -23,7 +23,6 @@ use crate::storage;
 use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender};
 use futures::future::{Fuse, FusedFuture};
 use futures::{FutureExt, StreamExt, select_biased};
-use gloo_timers::future::TimeoutFuture;
 use leptos::prelude::*;
 use shared::close::{HEARTBEAT_TIMEOUT, UNAUTHORIZED, should_reconnect};
 use shared::{ClientMessage, ErrorCode, ServerMessage};
@@ -144,7 +143,7 @@ impl Task {
             let mut wait = sleep(delay);
             let stop = loop {
                 select_biased! {
-                    () = wait => break false,
+                    _ = wait => break false,
                     command = commands.next() => match command {
                         Some(Command::Online) => break false,
                         // (`None` cannot happen: the task holds a sender.)
@@ -186,7 +185,7 @@ impl Task {
                 command = commands.next() => if let Some(Command::Close) | None = command {
                     return End::Stop(ConnState::Closed);
                 },
-                () = handshake => return lost(false, false),
+                _ = handshake => return lost(false, false),
             }
         }
 
@@ -217,9 +216,9 @@ impl Task {
             let step = select_biased! {
                 event = socket.next().fuse() => Step::Socket(event),
                 command = commands.next() => Step::Command(command),
-                () = ping => Step::Ping,
-                () = dead => Step::Dead,
-                () = retry => Step::Retry,
+                _ = ping => Step::Ping,
+                _ = dead => Step::Dead,
+                _ = retry => Step::Retry,
             };
             match step {
                 Step::Socket(SocketEvent::Text(text)) => {
@@ -355,13 +354,12 @@ impl Task {
                 let here = self.state.here;
                 here.update(|h| h.typing(&room, &user, Some(now() + i64::from(expires_ms))));
                 // The notice lapses unless another comes: drop what is over when this one would end.
-                gloo_timers::callback::Timeout::new(expires_ms, move || {
+                crate::timer::after(expires_ms, move || {
                     let now = now();
                     if here.try_with_untracked(|h| h.lapsed(now)) == Some(true) {
                         let _ = here.try_update(|h| h.lapse(now));
                     }
-                })
-                .forget();
+                });
             }
             ServerMessage::Presence { room, count, users } => {
                 self.state.here.update(|h| h.presence(&room, count, users));
@@ -479,8 +477,8 @@ fn millis(d: Duration) -> u32 {
     d.as_millis().try_into().unwrap_or(u32::MAX)
 }
 
-fn sleep(d: Duration) -> Fuse<TimeoutFuture> {
-    TimeoutFuture::new(millis(d)).fuse()
+fn sleep(d: Duration) -> Fuse<wasm_bindgen_futures::JsFuture> {
+    crate::timer::sleep(millis(d)).fuse()
 }
 
 /// The browser's clock, in milliseconds since the epoch.
