@@ -376,49 +376,55 @@ impl Task {
             // The rest changes the store: one update for each.
             message => {
                 let me = self.state.user.get_untracked();
-                if let ServerMessage::Chat {
-                    sender,
-                    room,
-                    text,
-                    timestamp,
-                    ..
-                } = &message
-                {
-                    // Whoever sent a message is no longer typing it (and nothing is written when they
-                    // were not).
-                    if self
-                        .state
-                        .here
-                        .with_untracked(|h| h.typists(room).contains(&sender))
-                    {
-                        self.state.here.update(|h| h.typing(room, sender, None));
-                    }
-                    if let Some(me) = &me
-                        && sender != me
-                        && crate::text::mentions(text.as_str(), me.as_str())
-                    {
-                        let (sender, room) = (sender.as_str(), room.as_str());
-                        crate::notify::mention(sender, room, text.as_str(), timestamp.unix_ms());
-                    }
-                }
-                // Out of the room shown (removed from it): the lobby shows instead.
-                if let ServerMessage::Left { room } = &message
-                    && self.state.current.get_untracked() == *room
-                {
-                    self.state.current.set(shared::RoomId::lobby());
-                }
-                // The room the user asked for is in: show it.
-                if let ServerMessage::Joined { room, .. } = &message
-                    && self.state.opening.with_value(|o| o.as_ref() == Some(room))
-                {
-                    self.state.opening.set_value(None);
-                    self.state.current.set(room.clone());
-                }
+                self.besides_the_store(&message, me.as_ref());
                 let joins = store.try_update(|s| s.apply(message, me.as_ref()));
                 self.joins_due.extend(joins.unwrap_or_default());
             }
         }
         None
+    }
+
+    /// What a frame for the store means for the rest of the page: a sender stops typing, a mention may
+    /// notify, a room the user was removed from stops being shown, a room the user asked for is shown.
+    fn besides_the_store(&self, message: &ServerMessage, me: Option<&shared::UserName>) {
+        if let ServerMessage::Chat {
+            sender,
+            room,
+            text,
+            timestamp,
+            ..
+        } = message
+        {
+            // Whoever sent a message is no longer typing it (and nothing is written when they
+            // were not).
+            if self
+                .state
+                .here
+                .with_untracked(|h| h.typists(room).contains(&sender))
+            {
+                self.state.here.update(|h| h.typing(room, sender, None));
+            }
+            if let Some(me) = me
+                && sender != me
+                && crate::text::mentions(text.as_str(), me.as_str())
+            {
+                let (sender, room) = (sender.as_str(), room.as_str());
+                crate::notify::mention(sender, room, text.as_str(), timestamp.unix_ms());
+            }
+        }
+        // Out of the room shown (removed from it): the lobby shows instead.
+        if let ServerMessage::Left { room } = message
+            && self.state.current.get_untracked() == *room
+        {
+            self.state.current.set(shared::RoomId::lobby());
+        }
+        // The room the user asked for is in: show it.
+        if let ServerMessage::Joined { room, .. } = message
+            && self.state.opening.with_value(|o| o.as_ref() == Some(room))
+        {
+            self.state.opening.set_value(None);
+            self.state.current.set(room.clone());
+        }
     }
 
     /// Sends the oldest [`OUTBOX_WINDOW`] messages of the outbox (same ids: the server stores each
