@@ -21,6 +21,13 @@ pub fn RoomList() -> impl IntoView {
     let current = state.current;
     let rooms = Memo::new(move |_| state.store.with(|s| s.rooms()));
     let private = NodeRef::<Input>::new();
+    // The drawer's toggle (narrow screens): choosing a room closes the drawer.
+    let drawer = NodeRef::<Input>::new();
+    let close_drawer = move || {
+        if let Some(d) = drawer.get_untracked() {
+            d.set_checked(false);
+        }
+    };
     // Invite and remove name a user of the open room (the server says who may).
     let member = |remove: bool| {
         let connection = connection.clone();
@@ -60,6 +67,7 @@ pub fn RoomList() -> impl IntoView {
             }
         });
         state.opening.set_value(Some(room));
+        close_drawer();
         if let Some(p) = private {
             p.set_checked(false);
         }
@@ -68,7 +76,13 @@ pub fn RoomList() -> impl IntoView {
     view! {
         <nav class="rooms" aria-label="Rooms">
             // On narrow screens the rest folds away behind this toggle (a drawer, in CSS alone).
-            <input type="checkbox" id="rooms-drawer" class="drawer-toggle" data-testid="rooms-drawer" />
+            <input
+                type="checkbox"
+                id="rooms-drawer"
+                class="drawer-toggle"
+                data-testid="rooms-drawer"
+                node_ref=drawer
+            />
             <label class="drawer-label" for="rooms-drawer">
                 "Rooms"
             </label>
@@ -87,7 +101,10 @@ pub fn RoomList() -> impl IntoView {
                                         data-testid="room-item"
                                         data-room=room.to_string()
                                         aria-current=here.then_some("page")
-                                        on:click=move |_| current.set(room.clone())
+                                        on:click=move |_| {
+                                            current.set(room.clone());
+                                            close_drawer();
+                                        }
                                     >
                                         {if listed.private { "🔒 " } else { "# " }}
                                         {listed.room.to_string()}
