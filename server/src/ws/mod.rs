@@ -140,12 +140,7 @@ pub async fn upgrade(
         );
     };
     let conn = node.next_conn_id();
-    let (mailbox, rx) = crate::mailbox::mailbox(node.config.queue_bytes);
-    let Ok(attached) = node
-        .sessions
-        .attach(&user, conn, sid, mailbox.clone())
-        .await
-    else {
+    let Ok(attached) = node.sessions.attach(&user, conn, sid).await else {
         tracing::warn!(%peer, %user, "refused upgrade: per-user connection limit reached");
         return refuse(
             StatusCode::TOO_MANY_REQUESTS,
@@ -163,6 +158,9 @@ pub async fn upgrade(
         .on_upgrade(move |socket| {
             let tracked = node.tasks.token();
             async move {
+                // Made here, after the upgrade (see `Attached::reach`).
+                let (mailbox, rx) = crate::mailbox::mailbox(node.config.queue_bytes);
+                attached.reach(mailbox.clone());
                 let peer = session::Peer {
                     conn,
                     addr: peer,

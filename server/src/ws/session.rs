@@ -82,7 +82,7 @@ pub struct Peer {
     pub expires_at: Option<Timestamp>,
     /// Cancelled when the session this connection signed in with is revoked: closed with 4501.
     pub revoked: CancellationToken,
-    /// This connection's mailbox (made before the upgrade, so that [`crate::sessions`] can reach it).
+    /// This connection's mailbox, also given to [`crate::sessions`] so that it can reach the connection.
     pub mailbox: (Mailbox, MailboxReceiver),
 }
 
@@ -892,7 +892,8 @@ where
                         self.feed(&ServerMessage::Left { room }).await?;
                     }
                 }
-                Outbound::Relist => self.send_room_list().await?,
+                // Boxed: the read of the list would otherwise widen every idle connection's future.
+                Outbound::Relist => Box::pin(self.send_room_list()).await?,
                 Outbound::Delivery(published) => {
                     let Some(last) = self.rooms.get_mut(&published.room) else {
                         continue; // left the room since it was queued
