@@ -282,6 +282,31 @@ pub fn testid(id: &str) -> String {
     format!("[data-testid=\"{id}\"]")
 }
 
+/// Polls `probe` every 50 ms until it gives `Ok`, for at most [`WAIT`]; then fails the test, naming
+/// `what` was awaited and what `probe` last saw. Every wait of these tests goes through it: none sleeps
+/// for a fixed time.
+pub async fn eventually<T, Seen: std::fmt::Debug>(
+    what: &str,
+    mut probe: impl AsyncFnMut() -> Result<T, Seen>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match probe().await {
+            Ok(done) => return done,
+            Err(seen) => assert!(
+                tokio::time::Instant::now() < deadline,
+                "waited {WAIT:?} for {what}; last seen: {seen:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The CSS selector of `room`'s item in the room list.
+pub fn room_item(room: &str) -> String {
+    format!("{}[data-room=\"{room}\"]", testid("room-item"))
+}
+
 impl Page {
     /// The text of the `data-testid` element, or "" while it is absent.
     pub async fn text(&self, id: &str) -> String {
@@ -293,18 +318,11 @@ impl Page {
 
     /// Polls until `check` accepts the `data-testid` element's text; returns that text.
     pub async fn wait_text(&self, id: &str, what: &str, check: impl Fn(&str) -> bool) -> String {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
+        eventually(&format!("{id} to be {what}"), async || {
             let t = self.text(id).await;
-            if check(&t) {
-                return t;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "waited {WAIT:?} for {id} to be {what}; it is {t:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            if check(&t) { Ok(t) } else { Err(t) }
+        })
+        .await
     }
 
     /// The current value of the `data-testid` input.
@@ -326,17 +344,17 @@ impl Page {
         self.client.find(Locator::Css(&testid(id))).await.is_ok()
     }
 
-    /// Polls until the `data-testid` element is present (or absent, with `want = false`), up to `within`.
-    pub async fn wait_present(&self, id: &str, want: bool, within: Duration) {
-        let deadline = tokio::time::Instant::now() + within;
-        while self.present(id).await != want {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "waited {within:?} for {id} to be {}",
-                if want { "shown" } else { "gone" }
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    /// Polls until the `data-testid` element is present (or absent, with `want = false`).
+    pub async fn wait_present(&self, id: &str, want: bool) {
+        let what = format!("{id} to be {}", if want { "shown" } else { "gone" });
+        eventually(&what, async || {
+            if self.present(id).await == want {
+                Ok(())
+            } else {
+                Err(!want)
+            }
+        })
+        .await;
     }
 
     /// Replaces the text of the `data-testid` input.
@@ -364,10 +382,20 @@ impl Page {
     /// Registers the account `name` with `password` from the sign-in screen, then waits for the chat to
     /// show it connected.
     pub async fn register(&self, name: &str, password: &str) {
-        self.wait_present("login-name", true, WAIT).await;
+        self.sign_in_with("register-submit", name, password).await;
+    }
+
+    /// Signs in as the account `name` from the sign-in screen, then waits for the chat to show it
+    /// connected.
+    pub async fn sign_in(&self, name: &str, password: &str) {
+        self.sign_in_with("login-submit", name, password).await;
+    }
+
+    async fn sign_in_with(&self, button: &str, name: &str, password: &str) {
+        self.wait_present("login-name", true).await;
         self.fill("login-name", name).await;
         self.fill("login-password", password).await;
-        self.click(&testid("register-submit")).await;
+        self.click(&testid(button)).await;
         self.wait_text("current-user", name, |t| t == name).await;
         self.wait_connected().await;
     }
@@ -411,18 +439,11 @@ impl Page {
         what: &str,
         check: impl Fn(&[(String, Option<String>)]) -> bool,
     ) -> Vec<(String, Option<String>)> {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
+        eventually(&format!("messages {what}"), async || {
             let m = self.messages().await;
-            if check(&m) {
-                return m;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "waited {WAIT:?} for messages {what}; they are {m:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            if check(&m) { Ok(m) } else { Err(m) }
+        })
+        .await
     }
 
     /// Closes the browser.

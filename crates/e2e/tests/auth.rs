@@ -4,7 +4,7 @@
 //! screen without reconnecting forever (connection attempts are counted in the page, see
 //! `sockets_opened_during`).
 
-use e2e::{AppServer, Browser, Page, WAIT, count, state_of, testid};
+use e2e::{AppServer, Browser, Page, count, state_of, testid};
 use fantoccini::Locator;
 use std::time::Duration;
 
@@ -12,7 +12,7 @@ const GOOD_PASSWORD: &str = "correct horse battery";
 
 /// Waits for the sign-in screen.
 async fn wait_sign_in(page: &Page) {
-    page.wait_present("login-name", true, WAIT).await;
+    page.wait_present("login-name", true).await;
     assert!(!page.present("message-input").await, "no chat behind it");
 }
 

@@ -2,10 +2,9 @@
 //! and scrolling to the top (then the "Load older" button, as from the keyboard) pages back to the first
 //! message, each message shown once and in order; the room opens again where the user left it.
 
-use e2e::{AppServer, Browser, Page, WAIT, testid};
+use e2e::{AppServer, Browser, Page, WAIT, eventually, room_item, testid};
 use fantoccini::Locator;
 use futures_util::{SinkExt, StreamExt};
-use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 
 const MESSAGES: u64 = 1_000;
@@ -51,19 +50,15 @@ async fn shown_seqs(page: &Page) -> Vec<u64> {
 
 /// Polls until more than `count` messages are shown; returns them.
 async fn wait_more_than(page: &Page, count: usize) -> Vec<u64> {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    eventually("an older page", async || {
         let seqs = shown_seqs(page).await;
         if seqs.len() > count {
-            return seqs;
+            Ok(seqs)
+        } else {
+            Err(format!("{} messages shown", seqs.len()))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no older page arrived; shown: {} messages",
-            seqs.len()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
 }
 
 async fn load_older_shown(page: &Page) -> bool {
@@ -149,33 +144,28 @@ async fn a_new_browser_sees_the_newest_page_and_pages_back_to_the_first_message(
     page.fill("new-room-name", "elsewhere").await;
     page.click(&testid("new-room-submit")).await;
     wait_shown_count(&page, |n| n == 0).await;
-    page.click(&format!("{}[data-room=\"lobby\"]", testid("room-item")))
-        .await;
+    page.click(&room_item("lobby")).await;
     wait_shown_count(&page, |n| n == MESSAGES as usize).await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let now = read().await;
-        if (now - left_at).abs() <= 1 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the lobby opened {now} pixels from its bottom, not {left_at}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        &format!("the lobby {left_at} pixels from its bottom"),
+        async || {
+            let now = read().await;
+            if (now - left_at).abs() <= 1 {
+                Ok(())
+            } else {
+                Err(now)
+            }
+        },
+    )
+    .await;
     page.close().await;
 }
 
 /// Polls until the number of shown messages satisfies `check`.
 async fn wait_shown_count(page: &Page, check: impl Fn(usize) -> bool) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    eventually("a number of messages", async || {
         let n = shown_seqs(page).await.len();
-        if check(n) {
-            return;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{n} messages shown");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        if check(n) { Ok(()) } else { Err(n) }
+    })
+    .await;
 }

@@ -5,9 +5,8 @@
 //! others and gone when the notice lapses; who is in the room, a user with two tabs counted once; and
 //! mentions.
 
-use e2e::{AppServer, Browser, Page, WAIT, count, testid};
+use e2e::{AppServer, Browser, Page, count, eventually, room_item, testid};
 use fantoccini::Locator;
-use std::time::Duration;
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -45,18 +44,11 @@ async fn wait_rooms(
     what: &str,
     check: impl Fn(&[(String, String, bool)]) -> bool,
 ) -> Vec<(String, String, bool)> {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
+    eventually(&format!("the rooms {what}"), async || {
         let list = rooms(page).await;
-        if check(&list) {
-            return list;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "waited {WAIT:?} for the rooms {what}; they are {list:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        if check(&list) { Ok(list) } else { Err(list) }
+    })
+    .await
 }
 
 /// Whether `room` is listed and current.
@@ -127,8 +119,7 @@ async fn public_and_private_rooms_invites_outsiders_unread_counts_and_leaving() 
         l.iter().any(|(r, unread, _)| r == "team" && unread == "1")
     })
     .await;
-    bob.click(&format!("{}[data-room=\"team\"]", testid("room-item")))
-        .await;
+    bob.click(&room_item("team")).await;
     wait_rooms(&bob, "to show team, current", |l| current(l, "team")).await;
     wait_shown(&bob, "secret plan").await;
 
@@ -141,16 +132,14 @@ async fn public_and_private_rooms_invites_outsiders_unread_counts_and_leaving() 
     assert_eq!(count(&cat.messages().await, "secret plan"), 0);
 
     // Unread: a message in dev while bob is in team; opening dev clears it.
-    ann.click(&format!("{}[data-room=\"dev\"]", testid("room-item")))
-        .await;
+    ann.click(&room_item("dev")).await;
     wait_rooms(&ann, "to have dev current", |l| current(l, "dev")).await;
     ann.send("back in dev").await;
     wait_rooms(&bob, "to count one unread in dev", |l| {
         l.iter().any(|(r, unread, _)| r == "dev" && unread == "1")
     })
     .await;
-    bob.click(&format!("{}[data-room=\"dev\"]", testid("room-item")))
-        .await;
+    bob.click(&room_item("dev")).await;
     wait_shown(&bob, "back in dev").await;
     wait_rooms(&bob, "to count nothing unread", |l| {
         current(l, "dev") && l.iter().all(|(_, unread, _)| unread.is_empty())
@@ -166,24 +155,17 @@ async fn public_and_private_rooms_invites_outsiders_unread_counts_and_leaving() 
 
     // bob's rooms follow him to another browser: team (kept), not dev (left).
     let elsewhere = browser.page(&server.url()).await;
-    elsewhere.wait_present("login-name", true, WAIT).await;
-    elsewhere.fill("login-name", "bob").await;
-    elsewhere.fill("login-password", PASSWORD).await;
-    elsewhere.click(&testid("login-submit")).await;
-    elsewhere.wait_connected().await;
+    elsewhere.sign_in("bob", PASSWORD).await;
     wait_rooms(&elsewhere, "to list team and the lobby", |l| {
         let names: Vec<&str> = l.iter().map(|(r, ..)| r.as_str()).collect();
         names == ["lobby", "team"]
     })
     .await;
-    elsewhere
-        .click(&format!("{}[data-room=\"team\"]", testid("room-item")))
-        .await;
+    elsewhere.click(&room_item("team")).await;
     wait_shown(&elsewhere, "secret plan").await;
 
     // The owner removes bob: where he was reading the room, the lobby shows, and it leaves his list.
-    ann.click(&format!("{}[data-room=\"team\"]", testid("room-item")))
-        .await;
+    ann.click(&room_item("team")).await;
     ann.fill("remove-name", "bob").await;
     ann.click(&testid("remove-submit")).await;
     ann.wait_text("notice", "the removal confirmed", |t| {
@@ -252,11 +234,7 @@ async fn presence_counts_a_user_with_two_tabs_once() {
     let bob = browser.page(&server.url()).await;
     bob.register("bob", PASSWORD).await;
     let ann_again = browser.page(&server.url()).await;
-    ann_again.wait_present("login-name", true, WAIT).await;
-    ann_again.fill("login-name", "ann").await;
-    ann_again.fill("login-password", PASSWORD).await;
-    ann_again.click(&testid("login-submit")).await;
-    ann_again.wait_connected().await;
+    ann_again.sign_in("ann", PASSWORD).await;
     // Two users, one of them with two tabs: two here, each named once.
     let both = |t: &str| {
         t.starts_with("2 here") && t.matches("ann").count() == 1 && t.matches("bob").count() == 1

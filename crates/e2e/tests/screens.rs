@@ -4,7 +4,7 @@
 //! separator, and on a narrow screen the rooms are a drawer that opens and closes. The
 //! narrow window is as narrow as headless Chromium's window goes (500 pixels).
 
-use e2e::{AppServer, Browser, Page, testid};
+use e2e::{AppServer, Browser, Page, room_item, testid};
 use fantoccini::Locator;
 use std::path::PathBuf;
 
@@ -98,8 +98,7 @@ async fn both_themes_at_both_widths_are_saved_and_the_theme_follows_the_system()
                 assert!(!list_shown().await, "the drawer closed");
                 page.click("label[for=rooms-drawer]").await;
             }
-            page.click(&format!("{}[data-room=\"lobby\"]", testid("room-item")))
-                .await;
+            page.click(&room_item("lobby")).await;
             page.wait_messages("the history", |m| m.len() == 3).await;
             assert!(!drawer || !list_shown().await, "the drawer closed again");
             // One sender, three messages in a row: one name, one day separator.

@@ -3,9 +3,7 @@
 //! counts them on a fresh profile over plain http on 127.0.0.1, where it accepts brotli. The budget is
 //! less than the article's Next.js page (136 KB of gzipped JavaScript for one list and one input).
 
-use e2e::{AppServer, Browser, WAIT, testid};
-use fantoccini::Locator;
-use std::time::Duration;
+use e2e::{AppServer, Browser};
 
 /// Bytes a first visit may transfer (README, "Weight").
 const BUDGET: u64 = 130_000;
@@ -15,16 +13,7 @@ async fn a_first_visit_transfers_at_most_the_budget() {
     let server = AppServer::start_with(|_| {}).await; // accounts required: the sign-in screen
     let browser = Browser::start().await;
     let page = browser.page(&server.url()).await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while page
-        .client
-        .find(Locator::Css(&testid("login-name")))
-        .await
-        .is_err()
-    {
-        assert!(tokio::time::Instant::now() < deadline, "no sign-in screen");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    page.wait_present("login-name", true).await;
     let entries = page
         .client
         .execute(
