@@ -446,6 +446,15 @@ impl Page {
         .await
     }
 
+    /// Saves what the page shows as `target/screenshots/NAME.png` (a test artifact to look at).
+    pub async fn save_screenshot(&self, name: &str) {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
+        std::fs::create_dir_all(&dir).expect("screenshot directory");
+        let png = self.client.screenshot().await.expect("screenshot");
+        assert!(png.starts_with(b"\x89PNG"), "a PNG");
+        std::fs::write(dir.join(format!("{name}.png")), png).expect("save the screenshot");
+    }
+
     /// Closes the browser.
     pub async fn close(self) {
         let _ = self.client.close().await;

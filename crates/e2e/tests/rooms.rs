@@ -114,6 +114,7 @@ async fn public_and_private_rooms_invites_outsiders_unread_counts_and_leaving() 
     .await;
     ann.send("secret plan").await;
     wait_shown(&ann, "secret plan").await;
+    ann.save_screenshot("private-room-wide").await;
     // The room shows up in bob's list by itself, with what he has not read.
     wait_rooms(&bob, "to list team, unread", |l| {
         l.iter().any(|(r, unread, _)| r == "team" && unread == "1")

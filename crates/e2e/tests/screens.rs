@@ -6,14 +6,6 @@
 
 use e2e::{AppServer, Browser, Page, room_item, testid};
 use fantoccini::Locator;
-use std::path::PathBuf;
-
-/// Where the screenshots go.
-fn artifacts() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
-    std::fs::create_dir_all(&dir).expect("screenshot directory");
-    dir
-}
 
 /// The relative luminance (0 black to 1 white) of a CSS `rgb(r, g, b)` colour.
 fn luminance(css: &str) -> f64 {
@@ -122,10 +114,7 @@ async fn both_themes_at_both_widths_are_saved_and_the_theme_follows_the_system()
             // WCAG AA for body text: a contrast ratio of at least 4.5.
             let ratio = (bg.max(fg) + 0.05) / (bg.min(fg) + 0.05);
             assert!(ratio >= 4.5, "{theme}: contrast {ratio:.1}");
-            let png = page.client.screenshot().await.expect("screenshot");
-            assert!(png.starts_with(b"\x89PNG"), "a PNG");
-            std::fs::write(artifacts().join(format!("{theme}-{name}.png")), png)
-                .expect("save the screenshot");
+            page.save_screenshot(&format!("{theme}-{name}")).await;
             page.close().await;
         }
     }
@@ -140,7 +129,6 @@ async fn both_themes_at_both_widths_are_saved_and_the_theme_follows_the_system()
     page.send("typed while offline").await;
     page.wait_messages("the pending message", |m| m.len() == 4)
         .await;
-    let png = page.client.screenshot().await.expect("screenshot");
-    std::fs::write(artifacts().join("offline-wide.png"), png).expect("save the screenshot");
+    page.save_screenshot("offline-wide").await;
     page.close().await;
 }

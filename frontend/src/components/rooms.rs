@@ -106,8 +106,10 @@ pub fn RoomList() -> impl IntoView {
                                             close_drawer();
                                         }
                                     >
-                                        {if listed.private { "🔒 " } else { "# " }}
+                                        "# "
                                         {listed.room.to_string()}
+                                        // In words: a lock emoji needs a font not every system has.
+                                        {if listed.private { " · private" } else { "" }}
                                         {(listed.unread > 0 && !here)
                                             .then(|| {
                                                 view! {
