@@ -2,7 +2,6 @@
 //! (`typing-indicator`) and who is in the room (`presence-list`). The names are one text, not an element
 //! each (no `presence-user`): a list of elements cost 1 KB more of the page's weight than the text.
 
-use crate::connection::Connection;
 use leptos::prelude::*;
 use shared::RoomId;
 
@@ -10,7 +9,7 @@ use shared::RoomId;
 /// (a crowd: its count, and the names the server lists).
 #[component]
 pub fn Activity(room: RoomId) -> impl IntoView {
-    let here = expect_context::<Connection>().state().here;
+    let here = super::connection().state().here;
     let line = {
         let room = room.clone();
         move || here.with(|h| h.typing_line(&room))

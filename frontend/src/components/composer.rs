@@ -1,6 +1,5 @@
 //! The input box and Send button.
 
-use crate::connection::Connection;
 use leptos::prelude::*;
 use shared::{ChatText, ClientMessage, RoomId};
 
@@ -13,7 +12,7 @@ use shared::{ChatText, ClientMessage, RoomId};
 /// down; the later one wins, and the offline banner says what happens to what is typed.)
 #[component]
 pub fn Composer(room: RoomId) -> impl IntoView {
-    let connection = expect_context::<Connection>();
+    let connection = super::connection();
     let text = RwSignal::new(String::new());
     let valid = move || text.with(|t| ChatText::new(t.as_str()).ok());
     // When the room was last told that we are typing (`Date.now()` milliseconds).

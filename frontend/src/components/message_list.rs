@@ -3,7 +3,6 @@
 //! shown, and the view stays on the message the user was reading when it arrives. A room the user left
 //! scrolled back opens where they left it.
 
-use crate::connection::Connection;
 use crate::store::{Delivery, Shown};
 use crate::text::{self, Part};
 use leptos::either::Either;
@@ -18,7 +17,7 @@ const STICK_PX: i32 = 40;
 /// The list (`data-testid="message-list"`), one `data-testid="message"` per entry.
 #[component]
 pub fn MessageList(room: RoomId) -> impl IntoView {
-    let connection = expect_context::<Connection>();
+    let connection = super::connection();
     let state = connection.state();
     let list = NodeRef::<Ol>::new();
     // Where the user left this room, if not at its newest message: restored when the list is drawn.

@@ -17,3 +17,12 @@ pub use message_list::MessageList;
 pub use rooms::RoomList;
 pub use sign_in::SignIn;
 pub use status_bar::StatusBar;
+
+use crate::connection::Connection;
+
+/// The [`Connection`] that [`ChatView`] provides to the components inside it. Leptos's `expect_context`
+/// would do the same, but its panic message formats the type's name with `Debug`, which links string
+/// escaping into the wasm (about 0.3 KB of a first visit).
+fn connection() -> Connection {
+    leptos::prelude::use_context().expect("ChatView provides the connection")
+}

@@ -3,7 +3,6 @@
 //! join a public room or create one.
 
 use crate::auth::sentence;
-use crate::connection::Connection;
 use leptos::html::Input;
 use leptos::prelude::*;
 use shared::{ClientMessage, RoomId, UserName};
@@ -16,7 +15,7 @@ use shared::{ClientMessage, RoomId, UserName};
 /// user in (`joined`).
 #[component]
 pub fn RoomList() -> impl IntoView {
-    let connection = expect_context::<Connection>();
+    let connection = super::connection();
     let state = connection.state();
     let current = state.current;
     let rooms = Memo::new(move |_| state.store.with(|s| s.rooms()));
@@ -189,7 +188,7 @@ fn NameForm(
     placeholder: &'static str,
     submit: Callback<String, Result<(), String>>,
 ) -> impl IntoView {
-    let state = expect_context::<Connection>().state();
+    let state = super::connection().state();
     let input = NodeRef::<Input>::new();
     let on_submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();

@@ -1,14 +1,14 @@
 //! The header: connection state, current user, the account buttons, the offline banner, the offer to
 //! reload after a deploy, and any notice from the server.
 
-use crate::connection::{ConnState, Connection};
+use crate::connection::ConnState;
 use leptos::prelude::*;
 
 /// Shows the connection state (`data-testid="connection-status"`), who we are (`current-user`), then
 /// `children` (the sign-in or sign-out button).
 #[component]
 pub fn StatusBar(children: Children) -> impl IntoView {
-    let connection = expect_context::<Connection>();
+    let connection = super::connection();
     let state = connection.state();
     let dismiss = Callback::new(move |()| connection.dismiss_notice());
     let class = move || match state.status.get() {
