@@ -1,5 +1,6 @@
 #!/bin/sh
-# Trunk's post_build hook (see Trunk.toml) for release builds: minifies the JS loader (terser, from
+# Trunk's post_build hook (see Trunk.toml) for release builds: drops the loader's classes for the
+# exports that wasm-opt removed (scripts/strip-streams.mjs), minifies the JS loader (terser, from
 # tools/; trunk minifies only the CSS and the page), then writes beside each file a `.gz` (gzip -9) and
 # a `.br` (brotli at its best), which the server sends to browsers that accept them. Debug builds
 # (`trunk serve`) are left as they are. `scripts/toolchain.sh` installs terser and brotli.
@@ -8,6 +9,7 @@ set -eu
 terser="$(dirname "$0")/../tools/node_modules/.bin/terser"
 if [ -x "$terser" ]; then
   find "$TRUNK_STAGING_DIR" -type f -name '*.js' | while read -r file; do
+    node "$(dirname "$0")/strip-streams.mjs" "$file"
     "$terser" "$file" --module --compress --mangle --output "$file"
   done
 else

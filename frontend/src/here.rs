@@ -5,10 +5,17 @@
 //! unit-tested natively; the time is passed in.
 //!
 //! Presence is the server's last `presence` frame for the room (a count, and the names while the room
-//! has at most [`shared::PRESENCE_NAMES`] users; two tabs of one user count once). A typing notice holds
-//! until it lapses (`expires_ms` after it arrived) or the user's next message arrives.
+//! has at most [`shared::PRESENCE_NAMES`] users; two tabs of one user count once). From the second frame
+//! on, names that came or went become quiet lines in the timeline ("ann joined", "bob left"), the newest
+//! [`LINES`] kept; a crowd (a count without every name) gives none, so a reconnect storm is not a storm
+//! of lines. A typing notice holds until it lapses (`expires_ms` after it arrived) or the user's next
+//! message arrives.
 
-use shared::{RoomId, UserName};
+use crate::store::{Delivery, Shown};
+use shared::{ChatText, RoomId, Timestamp, UserName};
+
+/// How many join and leave lines are kept (over all rooms; the oldest go first).
+pub const LINES: usize = 50;
 
 /// Who is typing where (see the module docs).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -18,13 +25,59 @@ pub struct Here {
     /// Each room's last `presence` frame: how many users, and their names (all of them up to
     /// [`shared::PRESENCE_NAMES`]).
     presence: Vec<(RoomId, u32, Vec<UserName>)>,
+    /// Join and leave lines, each with its room, as they are shown.
+    lines: Vec<(RoomId, Shown)>,
+    /// The number of the last line.
+    counted: u64,
 }
 
 impl Here {
-    /// A `presence` frame for `room`: it replaces the last one.
-    pub fn presence(&mut self, room: &RoomId, count: u32, users: Vec<UserName>) {
+    /// A `presence` frame for `room` arrived at `now`: it replaces the last one, and what changed
+    /// between two full lists of names becomes lines.
+    pub fn presence(&mut self, room: &RoomId, count: u32, users: Vec<UserName>, now: Timestamp) {
+        let full = |count: u32, users: &[UserName]| count as usize == users.len();
+        if let Some((before_count, before)) = self.present(room)
+            && full(before_count, before)
+            && full(count, &users)
+        {
+            let came = users
+                .iter()
+                .filter(|u| !before.contains(u))
+                .map(|u| (u, "joined"));
+            let went = before
+                .iter()
+                .filter(|u| !users.contains(u))
+                .map(|u| (u, "left"));
+            let texts: Vec<String> = came
+                .chain(went)
+                .map(|(u, what)| format!("{u} {what}"))
+                .collect();
+            for text in texts.into_iter().filter_map(|t| ChatText::new(t).ok()) {
+                self.counted += 1;
+                let line = Shown {
+                    key: format!("line-{}", self.counted),
+                    sender: None,
+                    text,
+                    timestamp: now,
+                    delivery: Delivery::System,
+                    seq: None,
+                };
+                self.lines.push((room.clone(), line));
+            }
+            let over = self.lines.len().saturating_sub(LINES);
+            self.lines.drain(..over);
+        }
         self.presence.retain(|(r, ..)| r != room);
         self.presence.push((room.clone(), count, users));
+    }
+
+    /// Puts `room`'s join and leave lines among `shown` (the room's messages, in order) by time, each
+    /// after the messages of its time or before.
+    pub fn add_lines(&self, room: &RoomId, shown: &mut Vec<Shown>) {
+        for (_, line) in self.lines.iter().filter(|(r, _)| r == room) {
+            let place = shown.partition_point(|s| s.timestamp <= line.timestamp);
+            shown.insert(place, line.clone());
+        }
     }
 
     /// How many users are in `room`, and the names the server listed, once it said.
@@ -111,20 +164,82 @@ mod tests {
         RoomId::new(r).expect("room")
     }
 
+    fn at(ms: i64) -> Timestamp {
+        Timestamp::from_unix_ms(ms)
+    }
+
+    fn line_texts(here: &Here, r: &RoomId) -> Vec<String> {
+        let mut shown = Vec::new();
+        here.add_lines(r, &mut shown);
+        shown.iter().map(|s| s.text.as_str().to_owned()).collect()
+    }
+
     #[test]
     fn presence_is_the_last_frame_of_each_room() {
         let mut here = Here::default();
         let (lobby, dev) = (room("lobby"), room("dev"));
         assert_eq!(here.present(&lobby), None, "not said yet");
-        here.presence(&lobby, 2, vec![name("ann"), name("bob")]);
-        here.presence(&dev, 70, vec![name("cat")]);
-        here.presence(&lobby, 1, vec![name("ann")]);
+        here.presence(&lobby, 2, vec![name("ann"), name("bob")], at(1));
+        here.presence(&dev, 70, vec![name("cat")], at(1));
+        here.presence(&lobby, 1, vec![name("ann")], at(2));
         assert_eq!(here.present(&lobby), Some((1, &[name("ann")][..])));
         assert_eq!(
             here.present(&dev),
             Some((70, &[name("cat")][..])),
             "per room"
         );
+        here.presence(
+            &lobby,
+            3,
+            vec![name("ann"), name("bob"), name("cat")],
+            at(3),
+        );
+        assert_eq!(here.presence_line(&lobby), "3 here: ann, bob, cat");
+        here.presence(&dev, 70, vec![], at(3));
+        assert_eq!(here.presence_line(&dev), "70 here", "a crowd: its count");
+        assert_eq!(here.presence_line(&room("ops")), "");
+    }
+
+    #[test]
+    fn changes_between_full_lists_become_lines_among_the_messages_by_time() {
+        let mut here = Here::default();
+        let lobby = room("lobby");
+        here.presence(&lobby, 2, vec![name("ann"), name("bob")], at(1_000));
+        assert!(
+            line_texts(&here, &lobby).is_empty(),
+            "the first frame is how it was"
+        );
+        here.presence(&lobby, 2, vec![name("ann"), name("cat")], at(2_000));
+        assert_eq!(line_texts(&here, &lobby), ["cat joined", "bob left"]);
+        // Among messages: after those of its time or before, before later ones.
+        let message = |ms| Shown {
+            key: format!("m{ms}"),
+            sender: Some(name("ann")),
+            text: ChatText::new("hi").expect("text"),
+            timestamp: at(ms),
+            delivery: Delivery::Received,
+            seq: Some(1),
+        };
+        let mut shown = vec![message(1_500), message(2_000), message(2_500)];
+        here.add_lines(&lobby, &mut shown);
+        let order: Vec<&str> = shown.iter().map(|s| s.key.as_str()).collect();
+        assert_eq!(order, ["m1500", "m2000", "line-1", "line-2", "m2500"]);
+        assert!(shown[2].delivery == Delivery::System && shown[2].sender.is_none());
+        // A crowd gives no lines, in or out of it.
+        let crowd: Vec<UserName> = (0..50).map(|i| name(&format!("u{i}"))).collect();
+        here.presence(&lobby, 60, crowd.clone(), at(3_000));
+        here.presence(&lobby, 61, crowd, at(4_000));
+        here.presence(&lobby, 1, vec![name("ann")], at(5_000));
+        assert_eq!(line_texts(&here, &lobby).len(), 2);
+        assert!(line_texts(&here, &room("dev")).is_empty(), "per room");
+        // The newest are kept.
+        for i in 0..LINES {
+            here.presence(&lobby, 0, vec![], at(6_000));
+            here.presence(&lobby, 1, vec![name(&format!("v{i}"))], at(6_000));
+        }
+        let texts = line_texts(&here, &lobby);
+        assert_eq!(texts.len(), LINES);
+        assert_eq!(texts.last().map(String::as_str), Some("v49 joined"));
     }
 
     #[test]

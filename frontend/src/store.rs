@@ -111,6 +111,8 @@ pub enum Delivery {
     Sent,
     /// Ours, refused by the server; it will not be retried.
     Failed,
+    /// Not a message: a quiet line about the room ("ann joined"), never stored.
+    System,
 }
 
 impl Delivery {
@@ -121,6 +123,7 @@ impl Delivery {
             Self::Pending => "pending",
             Self::Sent => "sent",
             Self::Failed => "failed",
+            Self::System => "system",
         }
     }
 }

@@ -28,7 +28,11 @@ pub fn MessageList(room: RoomId) -> impl IntoView {
     let anchor = StoredValue::new(left_at);
     let entries = {
         let room = room.clone();
-        Memo::new(move |_| state.store.with(|s| s.shown(&room)))
+        Memo::new(move |_| {
+            let mut shown = state.store.with(|s| s.shown(&room));
+            state.here.with(|h| h.add_lines(&room, &mut shown));
+            shown
+        })
     };
     let older_than = {
         let room = room.clone();
@@ -111,10 +115,14 @@ pub fn MessageList(room: RoomId) -> impl IntoView {
 }
 
 /// One message; the text is rendered as text nodes and `http(s)` links ([`text::parts`]), never as HTML.
-/// A message of someone else that mentions the current user has the class `mention`.
+/// A message of someone else that mentions the current user has the class `mention`. A join or leave
+/// line is a quiet `system-line` instead.
 #[component]
 fn Message(entry: Shown, continues: bool, me: RwSignal<Option<shared::UserName>>) -> impl IntoView {
-    let own = entry.sender.is_none();
+    // A join or leave line is drawn as a message without sender, time or state (the style sheet hides
+    // them), not as a view of its own: one kind of row fewer in the page's wasm.
+    let system = entry.delivery == Delivery::System;
+    let own = entry.sender.is_none() && !system;
     let sender = entry.sender.clone();
     let name = move || match &sender {
         Some(s) if me.get().as_ref() != Some(s) => s.to_string(),
@@ -129,7 +137,7 @@ fn Message(entry: Shown, continues: bool, me: RwSignal<Option<shared::UserName>>
         })
     });
     let label = match entry.delivery {
-        Delivery::Received => None,
+        Delivery::Received | Delivery::System => None,
         Delivery::Pending => Some("sending…"),
         Delivery::Sent => Some("sent"),
         Delivery::Failed => Some("not sent"),
@@ -140,7 +148,8 @@ fn Message(entry: Shown, continues: bool, me: RwSignal<Option<shared::UserName>>
             class:own=own
             class:continues=continues
             class:mention=mention
-            data-testid="message"
+            class:system=system
+            data-testid=if system { "system-line" } else { "message" }
             data-state=entry.delivery.as_str()
             data-seq=entry.seq.map(|seq: Seq| seq.to_string())
         >

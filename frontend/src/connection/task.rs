@@ -25,7 +25,7 @@ use futures::future::{Fuse, FusedFuture};
 use futures::{FutureExt, StreamExt, select_biased};
 use leptos::prelude::*;
 use shared::close::{HEARTBEAT_TIMEOUT, UNAUTHORIZED, should_reconnect};
-use shared::{ClientMessage, ErrorCode, ServerMessage};
+use shared::{ClientMessage, ErrorCode, ServerMessage, Timestamp};
 use std::time::Duration;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::closure::Closure;
@@ -362,7 +362,10 @@ impl Task {
                 });
             }
             ServerMessage::Presence { room, count, users } => {
-                self.state.here.update(|h| h.presence(&room, count, users));
+                let now = Timestamp::from_unix_ms(now());
+                self.state
+                    .here
+                    .update(|h| h.presence(&room, count, users, now));
             }
             ServerMessage::Invited { room, user } => self
                 .state
