@@ -29,8 +29,10 @@ pub const EVERY: Duration = Duration::from_secs(1);
 /// How often a node renews its liveness and rewrites its share of every room (Redis mode).
 pub const RENEW_EVERY: Duration = Duration::from_secs(10);
 
-/// The `presence` frame of `room` with `count` users, of whom `users` are named.
-pub fn frame(room: &RoomId, count: usize, users: Vec<UserName>) -> Utf8Bytes {
+/// The `presence` frame of `room` with `count` users, of whom `users` are named, in alphabetical order
+/// (so that the names a page shows do not reorder as people come and go).
+pub fn frame(room: &RoomId, count: usize, mut users: Vec<UserName>) -> Utf8Bytes {
+    users.sort_unstable();
     ServerMessage::Presence {
         room: room.clone(),
         count: u32::try_from(count).unwrap_or(u32::MAX),
@@ -158,5 +160,16 @@ mod tests {
             (1, names(&["zed"])),
         ]);
         assert_eq!((count, listed.len()), (PRESENCE_NAMES + 8, PRESENCE_NAMES));
+    }
+
+    #[test]
+    fn a_frame_names_the_users_in_alphabetical_order() {
+        let room = RoomId::new("lobby").expect("room");
+        let sent = frame(&room, 3, names(&["cat", "ann", "bob"]));
+        let ServerMessage::Presence { users, .. } = serde_json::from_str(&sent).expect("frame")
+        else {
+            panic!("not presence: {sent}");
+        };
+        assert_eq!(users, names(&["ann", "bob", "cat"]));
     }
 }

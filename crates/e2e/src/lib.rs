@@ -316,6 +316,29 @@ impl Page {
         }
     }
 
+    /// The texts of every `data-testid` element, in page order.
+    pub async fn texts(&self, id: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for e in self
+            .client
+            .find_all(Locator::Css(&testid(id)))
+            .await
+            .unwrap_or_default()
+        {
+            out.push(e.text().await.unwrap_or_default());
+        }
+        out
+    }
+
+    /// Polls until the texts of the `data-testid` elements are `want`, in page order.
+    pub async fn wait_texts(&self, id: &str, want: &[&str]) {
+        eventually(&format!("{id} to be {want:?}"), async || {
+            let seen = self.texts(id).await;
+            if seen == want { Ok(()) } else { Err(seen) }
+        })
+        .await
+    }
+
     /// Polls until `check` accepts the `data-testid` element's text; returns that text.
     pub async fn wait_text(&self, id: &str, what: &str, check: impl Fn(&str) -> bool) -> String {
         eventually(&format!("{id} to be {what}"), async || {

@@ -227,7 +227,7 @@ async fn typing_is_shown_to_the_others_and_lapses() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn presence_counts_a_user_with_two_tabs_once() {
+async fn presence_counts_a_user_with_two_tabs_once_and_the_timeline_says_who_came_and_went() {
     let server = AppServer::start_with(|c| c.allow_anonymous = false).await;
     let browser = Browser::start().await;
     let ann = browser.page(&server.url()).await;
@@ -237,28 +237,50 @@ async fn presence_counts_a_user_with_two_tabs_once() {
     let ann_again = browser.page(&server.url()).await;
     ann_again.sign_in("ann", PASSWORD).await;
     // Two users, one of them with two tabs: two here, each named once.
-    let both = |t: &str| {
-        t.starts_with("2 here") && t.matches("ann").count() == 1 && t.matches("bob").count() == 1
-    };
-    bob.wait_text("presence-list", "ann and bob", both).await;
-    ann_again
-        .wait_text("presence-list", "ann and bob", both)
+    let here = |t: &str, count: &str| t.starts_with(&format!("{count} here: "));
+    bob.wait_text("presence-list", "2 here", |t| here(t, "2"))
         .await;
-    // One of ann's tabs goes, then cat arrives: the line that says so still counts ann, once.
+    bob.wait_texts("presence-user", &["ann", "bob"]).await;
+    ann_again.wait_texts("presence-user", &["ann", "bob"]).await;
+    // One of ann's tabs goes, then cat arrives: ann is still counted, once, and only cat's arrival is a
+    // line in the timeline.
     ann.close().await;
     let cat = browser.page(&server.url()).await;
     cat.register("cat", PASSWORD).await;
-    let names = |t: &str, who: &[&str]| who.iter().all(|n| t.matches(n).count() == 1);
-    bob.wait_text("presence-list", "ann, bob and cat", |t| {
-        t.starts_with("3 here") && names(t, &["ann", "bob", "cat"])
-    })
-    .await;
-    // ann's last tab goes: she is gone.
+    bob.wait_texts("presence-user", &["ann", "bob", "cat"])
+        .await;
+    assert!(here(&bob.text("presence-list").await, "3"));
+    bob.wait_texts("system-line", &["cat joined"]).await;
+    cat.wait_texts("presence-user", &["ann", "bob", "cat"])
+        .await;
+    assert!(
+        cat.texts("system-line").await.is_empty(),
+        "cat was not there before"
+    );
+    // ann's last tab goes: she is gone, and the timeline says so; a message comes after the lines.
     ann_again.close().await;
-    bob.wait_text("presence-list", "bob and cat", |t| {
-        t.starts_with("2 here") && names(t, &["bob", "cat"]) && !t.contains("ann")
-    })
-    .await;
+    bob.wait_texts("presence-user", &["bob", "cat"]).await;
+    bob.wait_texts("system-line", &["cat joined", "ann left"])
+        .await;
+    cat.send("still here").await;
+    bob.wait_messages("with cat's", |m| count(m, "still here") == 1)
+        .await;
+    let rows = bob
+        .client
+        .execute(
+            "return [...document.querySelectorAll('[data-testid=message],[data-testid=system-line]')]
+                 .map(e => e.textContent.includes('still here') ? 'message' : e.dataset.testid);",
+            vec![],
+        )
+        .await
+        .expect("rows");
+    assert_eq!(
+        rows,
+        serde_json::json!(["system-line", "system-line", "message"]),
+        "the lines, then the message"
+    );
+    cat.wait_texts("system-line", &["ann left"]).await;
+    bob.save_screenshot("presence-wide").await;
     cat.close().await;
     bob.close().await;
 }

@@ -363,9 +363,10 @@ impl Task {
             }
             ServerMessage::Presence { room, count, users } => {
                 let now = Timestamp::from_unix_ms(now());
+                let me = self.state.user.get_untracked();
                 self.state
                     .here
-                    .update(|h| h.presence(&room, count, users, now));
+                    .update(|h| h.presence(&room, count, users, me.as_ref(), now));
             }
             ServerMessage::Invited { room, user } => self
                 .state
