@@ -259,6 +259,7 @@ mod tests {
         Arc::new(Published {
             room: room.clone(),
             seq,
+            timestamp: shared::Timestamp::from_unix_ms(0),
             frame: "{}".into(),
         })
     }

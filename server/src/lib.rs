@@ -34,6 +34,7 @@ pub mod mailbox;
 pub mod metrics;
 pub mod node;
 pub mod presence;
+pub mod recent;
 pub mod relay;
 pub mod sequencer;
 pub mod sessions;
@@ -123,12 +124,13 @@ pub async fn run(
     let sessions =
         Arc::new(Sessions::open(store, config.max_connections_per_user, broker.clone()).await?);
     let hub = Arc::new(Hub::default());
-    let sequencer = Arc::new(Sequencer::new(Arc::clone(&hub)));
-    let access = RoomAccess::new(Arc::clone(&history), Arc::clone(&hub));
     let retention = Retention {
         count: config.retention_count,
         age: config.retention_age,
     };
+    let keep = usize::try_from(retention.kept()).unwrap_or(usize::MAX);
+    let sequencer = Arc::new(Sequencer::new(Arc::clone(&hub), keep));
+    let access = RoomAccess::new(Arc::clone(&history), Arc::clone(&hub));
     // Retention is applied before the first connection, then periodically by the relay.
     match history.prune(retention, now()).await {
         Ok(0) => {}

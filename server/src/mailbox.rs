@@ -8,7 +8,7 @@
 //! with `since` and recovers from history, so nobody waits for a slow client and nothing is lost.
 
 use axum::extract::ws::Utf8Bytes;
-use shared::{RoomId, Seq};
+use shared::{RoomId, Seq, Timestamp};
 use std::sync::{
     Arc,
     atomic::{AtomicBool, AtomicUsize, Ordering},
@@ -22,6 +22,8 @@ pub struct Published {
     pub room: RoomId,
     /// Its sequence number in the room.
     pub seq: Seq,
+    /// When it was stored.
+    pub timestamp: Timestamp,
     /// The `chat` frame, ready to write.
     pub frame: Utf8Bytes,
 }

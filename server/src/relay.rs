@@ -102,7 +102,11 @@ async fn run(
                 store_and_publish(std::mem::take(&mut batch), history.as_ref(), &sequencer, &metrics).await;
             }
             _ = prune.tick() => {
-                match history.prune(retention, now()).await {
+                let now = now();
+                if let Some(cutoff) = retention.cutoff(now) {
+                    sequencer.forget_before(cutoff);
+                }
+                match history.prune(retention, now).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(deleted = n, "retention applied"),
                     Err(e) => tracing::error!(error = %e, "retention failed"),
@@ -162,10 +166,12 @@ async fn store_and_publish(
                         .accept_to_publish
                         .observe(accepted.elapsed().as_secs_f64());
                     if !history.broadcasts() {
+                        let timestamp = stored.timestamp;
                         let frame = stored.into_frame().to_json().into();
                         let published = Arc::new(Published {
                             room: room.clone(),
                             seq,
+                            timestamp,
                             frame,
                         });
                         sequencer.deliver(&published, Some(origin));
@@ -242,7 +248,7 @@ mod tests {
             .expect("trigger");
         let history = SqliteHistory::new(db);
         let hub = Arc::new(Hub::default());
-        let sequencer = Sequencer::new(Arc::clone(&hub));
+        let sequencer = Sequencer::new(Arc::clone(&hub), crate::recent::FRAMES);
         let metrics = Metrics::default();
         let (sender, mut sender_rx) = mailbox(1 << 20);
         let (other, mut other_rx) = mailbox(1 << 20);

@@ -16,13 +16,17 @@
 //!
 //! A room this node knows nothing of starts at the first message or `join` that names it: a session that
 //! joins has just replayed history up to some head, and everything after that head reaches it live.
+//!
+//! Each room's newest frames as delivered stay in a [`Recent`], from which a `join` replays when they
+//! cover what its client missed ([`Sequencer::replay`], [`Sequencer::newest`]).
 
 use crate::{
     hub::{ConnId, Hub},
     mailbox::{Mailbox, Outbound, Published},
+    recent::Recent,
 };
 use axum::extract::ws::Utf8Bytes;
-use shared::{RoomId, Seq};
+use shared::{RoomId, Seq, Timestamp};
 use std::{
     collections::{BTreeMap, HashMap},
     sync::{Arc, Mutex, MutexGuard},
@@ -47,7 +51,16 @@ pub enum Delivered {
 #[derive(Debug)]
 pub struct Sequencer {
     hub: Arc<Hub>,
-    rooms: Mutex<HashMap<RoomId, RoomOrder>>,
+    /// Frames kept per room (see [`crate::recent`]).
+    keep: usize,
+    rooms: Mutex<Rooms>,
+}
+
+#[derive(Debug, Default)]
+struct Rooms {
+    orders: HashMap<RoomId, RoomOrder>,
+    /// The bytes of every room's recent frames.
+    recent_bytes: usize,
 }
 
 #[derive(Debug, Default)]
@@ -55,6 +68,8 @@ struct RoomOrder {
     delivered: Seq,
     /// Acks waiting for their message, by `seq`.
     acks: BTreeMap<Seq, Vec<(Mailbox, Utf8Bytes)>>,
+    /// The newest frames delivered, up to `delivered`.
+    recent: Recent,
 }
 
 impl RoomOrder {
@@ -69,15 +84,17 @@ impl RoomOrder {
 }
 
 impl Sequencer {
-    /// Delivers into `hub`.
-    pub fn new(hub: Arc<Hub>) -> Self {
+    /// Delivers into `hub`, keeping each room's newest `keep` frames for replays (at most
+    /// [`crate::recent::FRAMES`]; never more than retention keeps).
+    pub fn new(hub: Arc<Hub>, keep: usize) -> Self {
         Self {
             hub,
+            keep: keep.min(crate::recent::FRAMES),
             rooms: Mutex::default(),
         }
     }
 
-    fn rooms(&self) -> MutexGuard<'_, HashMap<RoomId, RoomOrder>> {
+    fn rooms(&self) -> MutexGuard<'_, Rooms> {
         self.rooms.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -85,16 +102,20 @@ impl Sequencer {
     /// the room's next. One already delivered is passed on again (each session drops what it has already
     /// written, by `seq`): a `join` may have moved the room's position past a message still on its way.
     pub fn deliver(&self, message: &Arc<Published>, except: Option<ConnId>) -> Delivered {
-        let mut rooms = self.rooms();
-        let order = match rooms.get_mut(&message.room) {
+        let mut guard = self.rooms();
+        let Rooms {
+            orders,
+            recent_bytes,
+        } = &mut *guard;
+        let order = match orders.get_mut(&message.room) {
             Some(order) => order,
             // Nobody here follows the room: nothing to order.
             None if self.hub.member_count(&message.room) == 0 => return Delivered::Now,
-            None => rooms
+            None => orders
                 .entry(message.room.clone())
                 .or_insert_with(|| RoomOrder {
                     delivered: message.seq.saturating_sub(1),
-                    acks: BTreeMap::new(),
+                    ..RoomOrder::default()
                 }),
         };
         if message.seq > order.delivered + 1 {
@@ -107,17 +128,24 @@ impl Sequencer {
             return Delivered::Stale;
         }
         order.delivered = message.seq;
+        order.recent.push(message, self.keep, recent_bytes);
         order.release();
         Delivered::Now
     }
 
     /// Messages of `room` up to `seq` will never come (no longer kept): stop waiting for them.
     pub fn skip_to(&self, room: &RoomId, seq: Seq) {
-        let mut rooms = self.rooms();
-        if let Some(order) = rooms.get_mut(room)
+        let mut guard = self.rooms();
+        let Rooms {
+            orders,
+            recent_bytes,
+        } = &mut *guard;
+        if let Some(order) = orders.get_mut(room)
             && order.delivered < seq
         {
             order.delivered = seq;
+            // The frames kept no longer end at `delivered`.
+            order.recent.clear(recent_bytes);
             order.release();
         }
     }
@@ -128,7 +156,7 @@ impl Sequencer {
         // A room this node does not follow: its sender never joined it here (a `join` is followed), so no
         // message the sender expects can be overtaken. (The ack may also be a duplicate's, for a message
         // stored long ago.)
-        let Some(order) = rooms.get_mut(room) else {
+        let Some(order) = rooms.orders.get_mut(room) else {
             reply.push(Outbound::Direct(ack));
             return;
         };
@@ -145,25 +173,71 @@ impl Sequencer {
 
     /// The last `seq` of `room` delivered here, if this node follows the room.
     pub fn delivered(&self, room: &RoomId) -> Option<Seq> {
-        self.rooms().get(room).map(|order| order.delivered)
+        self.rooms().orders.get(room).map(|order| order.delivered)
+    }
+
+    /// The frames of `room` after `since` and the `seq` they end at, if this node follows the room and
+    /// still holds every one of them (see [`crate::recent`]); `None`: read them from history.
+    pub fn replay(&self, room: &RoomId, since: Seq) -> Option<(Vec<Arc<Published>>, Seq)> {
+        let rooms = self.rooms();
+        let order = rooms.orders.get(room)?;
+        let frames = order.recent.after(since, order.delivered)?;
+        Some((frames, order.delivered))
+    }
+
+    /// The newest page of `room` (at most `count` frames within `bytes`) and the `seq` it ends at, if
+    /// this node follows the room and holds that page; `None`: read it from history.
+    pub fn newest(
+        &self,
+        room: &RoomId,
+        count: usize,
+        bytes: usize,
+    ) -> Option<(Vec<Arc<Published>>, Seq)> {
+        let rooms = self.rooms();
+        let order = rooms.orders.get(room)?;
+        let frames = order.recent.newest(count, bytes, order.delivered)?;
+        Some((frames, order.delivered))
+    }
+
+    /// Drops the kept frames of messages sent before `cutoff` (retention by age deleted them).
+    pub fn forget_before(&self, cutoff: Timestamp) {
+        let mut guard = self.rooms();
+        let Rooms {
+            orders,
+            recent_bytes,
+        } = &mut *guard;
+        for order in orders.values_mut() {
+            order.recent.forget_before(cutoff, recent_bytes);
+        }
     }
 
     /// A connection joined `room` having replayed history up to `head`.
     pub fn joined(&self, room: &RoomId, head: Seq) {
         self.rooms()
+            .orders
             .entry(room.clone())
             .or_insert_with(|| RoomOrder {
                 delivered: head,
-                acks: BTreeMap::new(),
+                ..RoomOrder::default()
             });
     }
 
     /// Every room followed, with its last delivered `seq`. Rooms without connections on this node and
     /// without waiting acks are forgotten first (a later `join` starts them again).
     pub fn positions(&self) -> Vec<(RoomId, Seq)> {
-        let mut rooms = self.rooms();
-        rooms.retain(|room, order| !order.acks.is_empty() || self.hub.member_count(room) > 0);
-        rooms
+        let mut guard = self.rooms();
+        let Rooms {
+            orders,
+            recent_bytes,
+        } = &mut *guard;
+        orders.retain(|room, order| {
+            let keep = !order.acks.is_empty() || self.hub.member_count(room) > 0;
+            if !keep {
+                order.recent.clear(recent_bytes);
+            }
+            keep
+        });
+        orders
             .iter()
             .map(|(room, order)| (room.clone(), order.delivered))
             .collect()
@@ -180,6 +254,7 @@ mod tests {
         Arc::new(Published {
             room: room.clone(),
             seq,
+            timestamp: Timestamp::from_unix_ms(seq as i64),
             frame: format!("{seq}").into(),
         })
     }
@@ -199,7 +274,7 @@ mod tests {
     #[tokio::test]
     async fn delivers_in_order_once_reports_gaps_and_holds_acks() {
         let hub = Arc::new(Hub::default());
-        let sequencer = Sequencer::new(Arc::clone(&hub));
+        let sequencer = Sequencer::new(Arc::clone(&hub), crate::recent::FRAMES);
         let room = RoomId::lobby();
         let (reader, mut rx) = mailbox(1 << 20);
         let (sender, mut sent) = mailbox(1 << 20);
@@ -262,5 +337,70 @@ mod tests {
         hub.leave(&room, 1);
         hub.leave(&room, 2);
         assert!(sequencer.positions().is_empty(), "idle rooms are forgotten");
+    }
+
+    fn seqs(frames: Option<(Vec<Arc<Published>>, Seq)>) -> Option<(Vec<Seq>, Seq)> {
+        frames.map(|(f, head)| (f.iter().map(|p| p.seq).collect(), head))
+    }
+
+    #[tokio::test]
+    async fn keeps_the_newest_frames_without_a_hole_for_replays() {
+        let hub = Arc::new(Hub::default());
+        let sequencer = Sequencer::new(Arc::clone(&hub), 3);
+        let room = RoomId::lobby();
+        let (reader, _rx) = mailbox(1 << 20);
+        hub.join(&room, 1, &UserName::new("ann").expect("name"), &reader);
+        sequencer.joined(&room, 0);
+        for seq in 1..=4 {
+            assert_eq!(
+                sequencer.deliver(&published(&room, seq), None),
+                Delivered::Now
+            );
+        }
+        assert_eq!(seqs(sequencer.replay(&room, 1)), Some((vec![2, 3, 4], 4)));
+        assert_eq!(seqs(sequencer.replay(&room, 4)), Some((vec![], 4)));
+        assert_eq!(seqs(sequencer.replay(&room, 0)), None, "1 is not kept");
+        assert_eq!(
+            seqs(sequencer.newest(&room, 2, 1 << 20)),
+            Some((vec![3, 4], 4))
+        );
+        assert_eq!(
+            seqs(sequencer.newest(&room, 5, 1 << 20)),
+            None,
+            "1 is elsewhere"
+        );
+        let elsewhere = RoomId::new("elsewhere").expect("room");
+        assert_eq!(
+            sequencer.deliver(&published(&elsewhere, 1), None),
+            Delivered::Now
+        );
+        assert_eq!(
+            seqs(sequencer.replay(&elsewhere, 0)),
+            None,
+            "not followed here"
+        );
+
+        // A gap filled from history is kept in order; messages skipped leave nothing to replay from.
+        assert_eq!(
+            sequencer.deliver(&published(&room, 6), None),
+            Delivered::Gap { after: 4 }
+        );
+        sequencer.deliver(&published(&room, 5), None);
+        sequencer.deliver(&published(&room, 6), None);
+        assert_eq!(seqs(sequencer.replay(&room, 3)), Some((vec![4, 5, 6], 6)));
+        sequencer.skip_to(&room, 9);
+        assert_eq!(seqs(sequencer.replay(&room, 6)), None);
+        assert_eq!(seqs(sequencer.replay(&room, 9)), Some((vec![], 9)));
+
+        // Retention by age drops old frames; a room no longer followed drops them all.
+        sequencer.deliver(&published(&room, 10), None);
+        sequencer.deliver(&published(&room, 11), None);
+        sequencer.forget_before(Timestamp::from_unix_ms(11));
+        assert_eq!(seqs(sequencer.replay(&room, 9)), None);
+        assert_eq!(seqs(sequencer.replay(&room, 10)), Some((vec![11], 11)));
+        hub.leave(&room, 1);
+        assert!(sequencer.positions().is_empty());
+        assert_eq!(seqs(sequencer.replay(&room, 10)), None);
+        assert_eq!(sequencer.rooms().recent_bytes, 0, "every byte given back");
     }
 }

@@ -280,10 +280,11 @@ fn parse(room: &RoomId, payload: &str) -> Payload {
 }
 
 fn published(message: StoredMessage) -> Arc<Published> {
-    let (room, seq) = (message.room.clone(), message.seq);
+    let (room, seq, timestamp) = (message.room.clone(), message.seq, message.timestamp);
     Arc::new(Published {
         room,
         seq,
+        timestamp,
         frame: message.into_frame().to_json().into(),
     })
 }

@@ -130,6 +130,25 @@ pub struct Retention {
     pub age: Duration,
 }
 
+impl Retention {
+    /// How many of a room's newest messages every room keeps at least (`u64::MAX`: all).
+    pub fn kept(&self) -> u64 {
+        if self.count == 0 {
+            u64::MAX
+        } else {
+            self.count
+        }
+    }
+
+    /// Messages sent before this are deleted (`None`: none for their age).
+    pub fn cutoff(&self, now: Timestamp) -> Option<Timestamp> {
+        (!self.age.is_zero()).then(|| {
+            let age = i64::try_from(self.age.as_millis()).unwrap_or(i64::MAX);
+            Timestamp::from_unix_ms(now.unix_ms().saturating_sub(age))
+        })
+    }
+}
+
 /// Storage failures. Nothing is acknowledged when one happens.
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {

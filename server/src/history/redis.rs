@@ -266,13 +266,9 @@ impl History for RedisHistory {
             if retention.count == 0 && retention.age.is_zero() {
                 return Ok(0);
             }
-            let cutoff = if retention.age.is_zero() {
-                0
-            } else {
-                now.unix_ms()
-                    .saturating_sub(retention.age.as_millis() as i64)
-                    .max(1)
-            };
+            let cutoff = retention
+                .cutoff(now)
+                .map_or(0, |cutoff| cutoff.unix_ms().max(1));
             let mut deleted = 0;
             for room in self.broker.rooms().await? {
                 loop {

@@ -154,11 +154,8 @@ fn prune(tx: &Transaction<'_>, retention: Retention, now: Timestamp) -> Result<u
             [retention.count as i64],
         )?;
     }
-    if !retention.age.is_zero() {
-        let cutoff = now
-            .unix_ms()
-            .saturating_sub(retention.age.as_millis() as i64);
-        deleted += tx.execute("DELETE FROM messages WHERE ts < ?1", [cutoff])?;
+    if let Some(cutoff) = retention.cutoff(now) {
+        deleted += tx.execute("DELETE FROM messages WHERE ts < ?1", [cutoff.unix_ms()])?;
     }
     Ok(deleted as u64)
 }

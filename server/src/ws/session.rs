@@ -26,6 +26,8 @@
 //! `seq` it wrote for the room. Live deliveries that arrived meanwhile wait in the mailbox; when the
 //! session reads them, any with a `seq` it already wrote is dropped. Anything stored before the
 //! subscription is in the replay, anything stored after it is in the mailbox, and the overlap is removed.
+//! When the node still holds every frame the client missed ([`crate::recent`]), the replay writes those
+//! instead of reading history; it ends at the last `seq` delivered, and the overlap is removed the same way.
 //!
 //! The session is generic over the socket (any `Stream` + `Sink` of axum WebSocket messages), so its logic
 //! does not depend on a real network connection.
@@ -35,7 +37,7 @@ use crate::{
     history::{HistoryError, NewMessage, PageLimit, StoredMessage},
     hub::{ConnId, Hub},
     limits::{TokenBucket, client_key},
-    mailbox::{Mailbox, MailboxReceiver, Outbound},
+    mailbox::{Mailbox, MailboxReceiver, Outbound, Published},
     node::Node,
     relay::AppendRequest,
 };
@@ -48,6 +50,7 @@ use std::{
     collections::{HashMap, HashSet},
     future::Future,
     net::IpAddr,
+    sync::Arc,
     task::{Context, Poll},
     time::{Duration, Instant},
 };
@@ -657,7 +660,10 @@ where
         let Some(since) = since else {
             return self.join_at_the_newest_page(room).await;
         };
-        let history = std::sync::Arc::clone(&self.node.history);
+        if let Some((frames, head)) = self.node.sequencer.replay(&room, since) {
+            return self.replay_recent(room, frames, head).await;
+        }
+        let history = Arc::clone(&self.node.history);
         let limit = PageLimit {
             messages: REPLAY_PAGE,
             bytes: self.node.config.queue_bytes,
@@ -709,14 +715,17 @@ where
     /// A `join` without `since`: the room's newest page, then `joined`. The page is read in one go (it is
     /// bounded like a replay page); whatever is stored after it comes through the subscription.
     async fn join_at_the_newest_page(&mut self, room: RoomId) -> Result<(), End> {
-        // A room this node follows and that never had a message needs no read.
-        if self.node.sequencer.delivered(&room) == Some(0) {
-            return self.joined(room, 0).await;
-        }
         let limit = PageLimit {
             messages: shared::JOIN_PAGE,
             bytes: self.node.config.queue_bytes,
         };
+        let recent = self
+            .node
+            .sequencer
+            .newest(&room, limit.messages, limit.bytes);
+        if let Some((frames, head)) = recent {
+            return self.replay_recent(room, frames, head).await;
+        }
         let page = match self
             .node
             .history
@@ -730,6 +739,22 @@ where
             self.feed(&stored.into_frame()).await?;
         }
         self.joined(room, page.head).await
+    }
+
+    /// Ends a `join` with frames the node still held ([`crate::recent`]), as they were delivered: no read,
+    /// no serialization; at most a page of them, flushed with `joined`.
+    async fn replay_recent(
+        &mut self,
+        room: RoomId,
+        frames: Vec<Arc<Published>>,
+        head: Seq,
+    ) -> Result<(), End> {
+        self.node.metrics.frames_out.inc_by(frames.len() as u64);
+        for published in frames {
+            self.write(Message::Text(published.frame.clone()), false)
+                .await?;
+        }
+        self.joined(room, head).await
     }
 
     /// Tells `room`'s other users that this one is typing, on every node: only in a room this connection

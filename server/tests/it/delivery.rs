@@ -13,6 +13,7 @@ in_both_modes!(
     a_client_ahead_of_the_server_gets_everything_after_the_head,
     a_slow_reader_is_disconnected_with_1013_and_recovers_everything,
     a_join_without_since_replays_the_newest_page_whether_or_not_the_room_is_followed_here,
+    a_replay_from_the_node_s_memory_is_the_one_history_gives,
     history_pages_lead_back_to_the_first_message,
     typing_reaches_the_room_s_other_users_once_a_second_and_is_never_stored,
     presence_counts_each_user_once_and_follows_arrivals_and_departures,
@@ -30,15 +31,22 @@ async fn join(client: &mut Client, room: &str, since: Option<u64>) {
 
 /// Reads chat frames of `room` up to and including the `joined` frame; returns their seqs.
 async fn replay(client: &mut Client, room: &str) -> (Vec<u64>, Value) {
-    let mut seqs = Vec::new();
+    let (frames, joined) = replay_frames(client, room).await;
+    let seqs = frames.iter().map(|m| m["seq"].as_u64().expect("seq"));
+    (seqs.collect(), joined)
+}
+
+/// Reads chat frames of `room` up to and including the `joined` frame; returns them.
+async fn replay_frames(client: &mut Client, room: &str) -> (Vec<Value>, Value) {
+    let mut frames = Vec::new();
     loop {
         let m = client.recv().await;
         match m["type"].as_str() {
             Some("chat") => {
                 assert_eq!(m["room"], room);
-                seqs.push(m["seq"].as_u64().expect("seq"));
+                frames.push(m);
             }
-            Some("joined") => return (seqs, m),
+            Some("joined") => return (frames, m),
             _ => panic!("unexpected frame during replay: {m}"),
         }
     }
@@ -331,6 +339,44 @@ async fn a_join_without_since_replays_the_newest_page_whether_or_not_the_room_is
     follower.expect("joined").await;
     join(&mut joiner, "empty", None).await;
     assert_eq!(replay(&mut joiner, "empty").await.0, Vec::<u64>::new());
+}
+
+/// The node keeps a room's newest frames in memory while it follows the room, and replays from there
+/// what they cover: the same frames, in the same order, as a replay read from history (an older
+/// `since`, or after a restart).
+async fn a_replay_from_the_node_s_memory_is_the_one_history_gives(mode: Mode) {
+    let server = TestServer::start_in(mode).await;
+    let url = server.ws_url();
+    let mut member = Client::connect(&url).await;
+    join(&mut member, "r", None).await;
+    member.expect("joined").await;
+    let count = 300; // more than the node keeps per room (256)
+    send_acked(&mut member, "r", "m", count).await;
+    let mut from_memory = Client::connect(&url).await;
+    join(&mut from_memory, "r", Some(290)).await;
+    let (recent, joined) = replay_frames(&mut from_memory, "r").await;
+    assert_eq!(joined["head"], 300);
+    let seqs: Vec<u64> = recent
+        .iter()
+        .map(|m| m["seq"].as_u64().expect("seq"))
+        .collect();
+    assert_eq!(seqs, (291..=300).collect::<Vec<_>>());
+    let mut from_history = Client::connect(&url).await;
+    join(&mut from_history, "r", Some(10)).await;
+    let (all, joined) = replay_frames(&mut from_history, "r").await;
+    assert_eq!(joined["head"], 300);
+    assert_eq!(all.len(), 290, "11 to 300, past what memory holds");
+    assert_eq!(all[280..], recent[..], "the same frames");
+    // The newest page, from memory while followed, and from history after a restart.
+    join(&mut from_history, "r", None).await;
+    let (newest, _) = replay_frames(&mut from_history, "r").await;
+    assert_eq!(newest[..], all[290 - shared::JOIN_PAGE..]);
+    let server = server.restart_with(|_| {}).await;
+    let mut after_restart = Client::connect(&server.ws_url()).await;
+    join(&mut after_restart, "r", Some(290)).await;
+    assert_eq!(replay_frames(&mut after_restart, "r").await.0, recent);
+    join(&mut after_restart, "r", None).await;
+    assert_eq!(replay_frames(&mut after_restart, "r").await.0, newest);
 }
 
 /// Sends `history` for `room` before `before`; returns the page's seqs (checking each text) and `more`.
