@@ -176,19 +176,15 @@ fn read_page(
     limit: PageLimit,
 ) -> Result<Page, HistoryError> {
     let tx = conn.unchecked_transaction()?;
+    // Cached statements: parsing them anew took as long as running them.
     let head: Option<i64> = tx
-        .query_row(
-            "SELECT head FROM rooms WHERE name = ?1",
-            [room.as_str()],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT head FROM rooms WHERE name = ?1")?
+        .query_row([room.as_str()], |r| r.get(0))
         .optional()?;
     let head = head.map_or(0, |h| h as Seq);
-    let first: Option<i64> = tx.query_row(
-        "SELECT MIN(seq) FROM messages WHERE room = ?1",
-        [room.as_str()],
-        |r| r.get(0),
-    )?;
+    let first: Option<i64> = tx
+        .prepare_cached("SELECT MIN(seq) FROM messages WHERE room = ?1")?
+        .query_row([room.as_str()], |r| r.get(0))?;
     let first_retained = first.map_or(head + 1, |f| f as Seq);
     let (sql, bound) = match from {
         From::After(seq) => (
@@ -244,11 +240,8 @@ fn read_page(
 
 fn room_info(conn: &Connection, room: &RoomId) -> Result<Option<RoomInfo>, HistoryError> {
     let row: Option<(bool, Option<String>)> = conn
-        .query_row(
-            "SELECT private, owner FROM rooms WHERE name = ?1",
-            [room.as_str()],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        .prepare_cached("SELECT private, owner FROM rooms WHERE name = ?1")?
+        .query_row([room.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     let Some((private, owner)) = row else {
         return Ok(None);
