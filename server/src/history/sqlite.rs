@@ -85,8 +85,11 @@ fn append(
     let mut find = tx.prepare_cached(
         "SELECT seq, ts FROM messages WHERE room = ?1 AND sender = ?2 AND client_id = ?3",
     )?;
+    // A client id the sender already stored in the room is refused by the unique index, which then
+    // tells a duplicate from a new message without a lookup of its own.
     let mut insert = tx.prepare_cached(
-        "INSERT INTO messages (room, seq, sender, client_id, text, ts) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO messages (room, seq, sender, client_id, text, ts) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+         ON CONFLICT DO NOTHING",
     )?;
     let mut is_member =
         tx.prepare_cached("SELECT 1 FROM room_members WHERE room = ?1 AND user = ?2")?;
@@ -96,34 +99,31 @@ fn append(
             out.push(Appended::Forbidden);
             continue;
         }
-        if let Some(id) = &m.client_id {
-            let found: Option<(i64, i64)> = find
-                .query_row(
-                    params![m.room.as_str(), m.sender.as_str(), id.as_str()],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )
-                .optional()?;
-            if let Some((seq, ts)) = found {
-                out.push(Appended::Duplicate(StoredMessage {
-                    room: m.room,
-                    seq: seq as Seq,
-                    sender: m.sender,
-                    text: m.text,
-                    timestamp: Timestamp::from_unix_ms(ts),
-                    client_id: m.client_id,
-                }));
-                continue;
-            }
-        }
-        state.head += 1;
-        insert.execute(params![
+        let inserted = insert.execute(params![
             m.room.as_str(),
-            state.head as i64,
+            (state.head + 1) as i64,
             m.sender.as_str(),
             m.client_id.as_ref().map(ClientMsgId::as_str),
             m.text.as_str(),
             now.unix_ms(),
         ])?;
+        if inserted == 0 {
+            let id = m.client_id.as_ref().map_or("", ClientMsgId::as_str);
+            let (seq, ts): (i64, i64) = find
+                .query_row(params![m.room.as_str(), m.sender.as_str(), id], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?;
+            out.push(Appended::Duplicate(StoredMessage {
+                room: m.room,
+                seq: seq as Seq,
+                sender: m.sender,
+                text: m.text,
+                timestamp: Timestamp::from_unix_ms(ts),
+                client_id: m.client_id,
+            }));
+            continue;
+        }
+        state.head += 1;
         out.push(Appended::New(StoredMessage {
             room: m.room,
             seq: state.head,
