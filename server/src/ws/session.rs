@@ -176,7 +176,10 @@ where
     let (mailbox, rx) = peer.mailbox;
     node.metrics.connections.inc();
     let started = Instant::now();
-    tracing::info!(conn, user = %peer.user, peer = %peer.addr, "connected");
+    // A connection's coming and its leaving are logged at debug level (a close the server decides on, at
+    // info); `/metrics` counts them (`connections`, `disconnects` by reason). Two lines per connection
+    // took 8% of the CPU at 10,000 connections a second.
+    tracing::debug!(conn, user = %peer.user, peer = %peer.addr, "connected");
     let config = &node.config;
     let frames = TokenBucket::new(config.rate_limit, config.rate_burst);
     let expires = peer.expires_at.map(|at| {
@@ -220,7 +223,7 @@ where
         End::Stuck => "stuck".into(),
     });
     match end {
-        End::PeerGone => tracing::info!(conn, duration_ms, "disconnected"),
+        End::PeerGone => tracing::debug!(conn, duration_ms, "disconnected"),
         End::Closed(code, why) => tracing::info!(conn, duration_ms, code, why, "disconnected"),
         End::WriteFailed => tracing::info!(conn, duration_ms, "disconnected: write failed"),
         End::Stuck => tracing::info!(
