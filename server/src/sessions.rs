@@ -71,7 +71,7 @@ pub struct Attached {
     user: UserName,
     conn: ConnId,
     lease: Option<Arc<Broker>>,
-    /// Cancelled when the connection's session is revoked.
+    /// Cancelled when the connection's session is revoked, and with the token it was attached within.
     pub revoked: CancellationToken,
 }
 
@@ -206,12 +206,15 @@ impl Sessions {
     }
 
     /// Registers connection `conn` of `user` (through session `sid`, if an account's), unless the user
-    /// already has the most connections allowed (in the Redis mode, over all nodes).
+    /// already has the most connections allowed (in the Redis mode, over all nodes). Its
+    /// [`Attached::revoked`] is a child of `within` (the node's shutdown), so that the connection watches
+    /// one token for both.
     pub async fn attach(
         &self,
         user: &UserName,
         conn: ConnId,
         sid: Option<SessionId>,
+        within: &CancellationToken,
     ) -> Result<Attached, TooManyForUser> {
         // Without Redis the cap is only counted here. (A limit is no reason to turn clients away while
         // Redis is unreachable; the lease is taken at the next renewal.)
@@ -224,7 +227,7 @@ impl Sessions {
             }
         }
         let mut live = lock(&self.live);
-        let revoked = CancellationToken::new();
+        let revoked = within.child_token();
         // Checked again under the registry's lock: a revocation that ran since the handshake's check
         // either sees this connection below, or is seen here.
         if sid.as_deref().is_some_and(|s| self.is_revoked(s)) {
@@ -324,19 +327,22 @@ mod tests {
         let s2 = start(&ann, "h1").await.expect("start").expect("started");
         let s3 = start(&bob, "h2").await.expect("start").expect("started");
         let a1 = sessions
-            .attach(&ann, 1, Some(s1.clone()))
+            .attach(&ann, 1, Some(s1.clone()), &CancellationToken::new())
             .await
             .expect("attach");
         let a2 = sessions
-            .attach(&ann, 2, Some(s2.clone()))
+            .attach(&ann, 2, Some(s2.clone()), &CancellationToken::new())
             .await
             .expect("attach");
         assert!(
-            sessions.attach(&ann, 3, Some(s2.clone())).await.is_err(),
+            sessions
+                .attach(&ann, 3, Some(s2.clone()), &CancellationToken::new())
+                .await
+                .is_err(),
             "per-user cap"
         );
         let b = sessions
-            .attach(&bob, 4, Some(s3.clone()))
+            .attach(&bob, 4, Some(s3.clone()), &CancellationToken::new())
             .await
             .expect("attach");
 
@@ -345,7 +351,7 @@ mod tests {
         assert!(sessions.is_revoked(&s1) && !sessions.is_revoked(&s2));
         drop(a1);
         let a3 = sessions
-            .attach(&ann, 3, Some(s2.clone()))
+            .attach(&ann, 3, Some(s2.clone()), &CancellationToken::new())
             .await
             .expect("a slot freed");
 
@@ -356,7 +362,7 @@ mod tests {
         // Word that a user's rooms changed reaches each of their connections, and only theirs.
         let (to_b, mut b_rx) = crate::mailbox::mailbox(1 << 16);
         let b2 = sessions
-            .attach(&bob, 5, Some(s3.clone()))
+            .attach(&bob, 5, Some(s3.clone()), &CancellationToken::new())
             .await
             .expect("attach");
         b2.reach(to_b);

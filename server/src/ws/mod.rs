@@ -140,7 +140,7 @@ pub async fn upgrade(
         );
     };
     let conn = node.next_conn_id();
-    let Ok(attached) = node.sessions.attach(&user, conn, sid).await else {
+    let Ok(attached) = node.sessions.attach(&user, conn, sid, &node.shutdown).await else {
         tracing::warn!(%peer, %user, "refused upgrade: per-user connection limit reached");
         return refuse(
             StatusCode::TOO_MANY_REQUESTS,

@@ -54,7 +54,7 @@ use std::{
     task::{Context, Poll},
     time::{Duration, Instant},
 };
-use tokio::time::{MissedTickBehavior, interval_at, sleep_until};
+use tokio::time::sleep_until;
 use tokio_util::sync::CancellationToken;
 
 /// Messages read from history per page of a replay (pages are bounded in bytes too).
@@ -83,7 +83,8 @@ pub struct Peer {
     pub token: Option<String>,
     /// When the account token expires: the session is closed with 4501 then.
     pub expires_at: Option<Timestamp>,
-    /// Cancelled when the session this connection signed in with is revoked: closed with 4501.
+    /// Cancelled when the session this connection signed in with is revoked (closed with 4501), and
+    /// when the node shuts down (a child of its shutdown token; closed with 1001).
     pub revoked: CancellationToken,
     /// This connection's mailbox, also given to [`crate::sessions`] so that it can reach the connection.
     pub mailbox: (Mailbox, MailboxReceiver),
@@ -105,10 +106,15 @@ enum End {
 /// What ends a session from outside, checked during every wait, writes included.
 #[derive(Debug, Clone)]
 struct Stops {
-    shutdown: CancellationToken,
+    /// Cancelled by a sign-out or by the node's shutdown (see [`Peer::revoked`]): one token to watch.
     revoked: CancellationToken,
+    /// The node's shutdown, read to tell the two apart.
+    shutdown: CancellationToken,
     expires: Option<tokio::time::Instant>,
 }
+
+/// Why a session whose account token expired ends.
+const EXPIRED: End = End::Closed(close::UNAUTHORIZED, "session expired: sign in again");
 
 impl Stops {
     /// Completes with the reason to stop as soon as there is one.
@@ -120,9 +126,17 @@ impl Stops {
             }
         };
         tokio::select! {
-            () = self.shutdown.cancelled() => End::Closed(close::GOING_AWAY, "server shutting down"),
-            () = self.revoked.cancelled() => End::Closed(close::UNAUTHORIZED, "signed out: sign in again"),
-            () = expiry => End::Closed(close::UNAUTHORIZED, "session expired: sign in again"),
+            () = self.revoked.cancelled() => self.why_revoked(),
+            () = expiry => EXPIRED,
+        }
+    }
+
+    /// Why [`Stops::revoked`] was cancelled.
+    fn why_revoked(&self) -> End {
+        if self.shutdown.is_cancelled() {
+            End::Closed(close::GOING_AWAY, "server shutting down")
+        } else {
+            End::Closed(close::UNAUTHORIZED, "signed out: sign in again")
         }
     }
 }
@@ -187,8 +201,8 @@ where
         tokio::time::Instant::now() + Duration::from_millis(ms)
     });
     let stops = Stops {
-        shutdown: node.shutdown.clone(),
         revoked: peer.revoked,
+        shutdown: node.shutdown.clone(),
         expires,
     };
     let write_deadline = config.ping_timeout;
@@ -271,18 +285,22 @@ where
 
         let config = &self.node.config;
         let (ping_every, timeout) = (config.ping_interval, config.ping_timeout);
-        let mut ping = interval_at(tokio::time::Instant::now() + ping_every, ping_every);
-        ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let deadline = sleep_until(tokio::time::Instant::from_std(self.last_heard + timeout));
-        tokio::pin!(deadline);
-        // Made once, not per event: the loop wakes for every delivery.
-        let stops = self.stops.clone();
-        let stopped = stops.fired();
+        // One timer for the three times the session watches: the next ping, the heartbeat deadline
+        // (`timeout` after the peer was last heard) and the account token's expiry. The loop wakes for
+        // every delivery and polls what it waits on each time, so it waits on as little as it can.
+        let mut next_ping = tokio::time::Instant::now() + ping_every;
+        let expires = self.stops.expires;
+        let first = self.next_timer(next_ping, timeout);
+        let timer = sleep_until(first);
+        tokio::pin!(timer);
+        // Made once, not per event.
+        let revoked = self.stops.revoked.clone();
+        let stopped = revoked.cancelled();
         tokio::pin!(stopped);
 
         loop {
             let step = tokio::select! {
-                end = &mut stopped => Err(end),
+                () = &mut stopped => Err(self.stops.why_revoked()),
                 inbound = self.socket.next() => match inbound {
                     None => Err(End::PeerGone),
                     Some(Ok(frame)) => {
@@ -297,14 +315,22 @@ where
                     Some(item) => self.write_mailbox(item, rx).await,
                     None => Err(End::PeerGone),
                 },
-                _ = ping.tick() => self.write(Message::Ping(Default::default()), true).await,
-                _ = &mut deadline => {
-                    let due = self.last_heard + timeout;
-                    if Instant::now() >= due {
+                () = &mut timer => {
+                    let now = tokio::time::Instant::now();
+                    if expires.is_some_and(|at| now >= at) {
+                        Err(EXPIRED)
+                    } else if Instant::now() >= self.last_heard + timeout {
                         Err(End::Closed(close::HEARTBEAT_TIMEOUT, "no answer to pings"))
                     } else {
-                        deadline.as_mut().reset(tokio::time::Instant::from_std(due));
-                        Ok(())
+                        let pinged = if now >= next_ping {
+                            // As an interval that delays missed ticks: a ping every `ping_every` at most.
+                            next_ping = now + ping_every;
+                            self.write(Message::Ping(Default::default()), true).await
+                        } else {
+                            Ok(())
+                        };
+                        timer.as_mut().reset(self.next_timer(next_ping, timeout));
+                        pinged
                     }
                 }
             };
@@ -312,6 +338,18 @@ where
                 return end;
             }
         }
+    }
+
+    /// When the session's one timer is next due: the earliest of the next ping, the heartbeat deadline
+    /// and the token's expiry.
+    fn next_timer(
+        &self,
+        next_ping: tokio::time::Instant,
+        timeout: Duration,
+    ) -> tokio::time::Instant {
+        let heard = tokio::time::Instant::from_std(self.last_heard + timeout);
+        let soonest = next_ping.min(heard);
+        self.stops.expires.map_or(soonest, |at| soonest.min(at))
     }
 
     /// Sends a close frame (with a deadline) and lingers briefly for the peer's reply, so the close frame
