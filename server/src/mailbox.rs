@@ -6,14 +6,23 @@
 //! Pushing never waits: when a slow reader lets more than its byte budget pile up, the mailbox refuses
 //! further frames and tells the connection to close with 1013 ("try again later"). The client then rejoins
 //! with `since` and recovers from history, so nobody waits for a slow client and nothing is lost.
+//!
+//! The queue is a `VecDeque` behind a mutex that nobody holds across anything but a push or a pop, with
+//! the receiver's waker beside it. An idle connection's mailbox holds no buffer at all (a channel would
+//! allocate its first block of slots up front, 1.3 KB), and one that emptied after a burst gives its
+//! buffer back.
 
 use axum::extract::ws::Utf8Bytes;
+use futures_util::task::AtomicWaker;
 use shared::{RoomId, Seq, Timestamp};
-use std::sync::{
-    Arc,
-    atomic::{AtomicBool, AtomicUsize, Ordering},
+use std::{
+    collections::VecDeque,
+    sync::{
+        Arc, Mutex, MutexGuard,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    task::Poll,
 };
-use tokio::sync::mpsc;
 
 /// A chat message as published to a room: serialized once, shared by every recipient.
 #[derive(Debug)]
@@ -44,41 +53,75 @@ pub enum Outbound {
 }
 
 /// The sending side, held by the hub and by pending relay requests. Cheap to clone.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Mailbox {
-    tx: mpsc::UnboundedSender<Outbound>,
-    shared: Arc<Budget>,
+    shared: Arc<Shared>,
 }
 
 #[derive(Debug)]
-struct Budget {
+struct Shared {
+    queue: Mutex<VecDeque<Outbound>>,
+    /// The receiver's task, woken by a push.
+    waker: AtomicWaker,
+    /// Bytes queued (see [`frame_len`]).
     queued: AtomicUsize,
     limit: usize,
     overflowed: AtomicBool,
+    /// Live [`Mailbox`] handles; the receiver hears `None` when none is left.
+    senders: AtomicUsize,
+    /// The receiver was dropped: nothing more is queued.
+    closed: AtomicBool,
+}
+
+impl Shared {
+    fn queue(&self) -> MutexGuard<'_, VecDeque<Outbound>> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// The receiving side, owned by the connection's task.
 #[derive(Debug)]
 pub struct MailboxReceiver {
-    rx: mpsc::UnboundedReceiver<Outbound>,
-    shared: Arc<Budget>,
+    shared: Arc<Shared>,
 }
+
+/// A queue emptied with more room than this gives its buffer back.
+const KEPT_CAPACITY: usize = 64;
 
 /// Creates a mailbox that holds at most `limit_bytes` of frames at once.
 pub fn mailbox(limit_bytes: usize) -> (Mailbox, MailboxReceiver) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let shared = Arc::new(Budget {
+    let shared = Arc::new(Shared {
+        queue: Mutex::new(VecDeque::new()),
+        waker: AtomicWaker::new(),
         queued: AtomicUsize::new(0),
         limit: limit_bytes,
         overflowed: AtomicBool::new(false),
+        senders: AtomicUsize::new(1),
+        closed: AtomicBool::new(false),
     });
     (
         Mailbox {
-            tx,
             shared: Arc::clone(&shared),
         },
-        MailboxReceiver { rx, shared },
+        MailboxReceiver { shared },
     )
+}
+
+impl Clone for Mailbox {
+    fn clone(&self) -> Self {
+        self.shared.senders.fetch_add(1, Ordering::Relaxed);
+        Self {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl Drop for Mailbox {
+    fn drop(&mut self) {
+        if self.shared.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.shared.waker.wake();
+        }
+    }
 }
 
 fn frame_len(item: &Outbound) -> usize {
@@ -105,14 +148,27 @@ impl Mailbox {
         if before + len > budget.limit {
             budget.queued.fetch_sub(len, Ordering::Relaxed);
             if !budget.overflowed.swap(true, Ordering::Relaxed) {
-                let _ = self.tx.send(Outbound::Overflow);
+                self.enqueue(Outbound::Overflow);
             }
             return false;
         }
-        if self.tx.send(item).is_err() {
+        if !self.enqueue(item) {
             budget.queued.fetch_sub(len, Ordering::Relaxed);
             return false;
         }
+        true
+    }
+
+    /// Appends `item` and wakes the receiver; `false` if the receiver is gone.
+    fn enqueue(&self, item: Outbound) -> bool {
+        {
+            let mut queue = self.shared.queue();
+            if self.shared.closed.load(Ordering::Relaxed) {
+                return false;
+            }
+            queue.push_back(item);
+        }
+        self.shared.waker.wake();
         true
     }
 }
@@ -127,22 +183,48 @@ impl Mailbox {
 impl MailboxReceiver {
     /// The next item, waiting for one; `None` once every sender is gone.
     pub async fn recv(&mut self) -> Option<Outbound> {
-        let item = self.rx.recv().await?;
-        self.release(&item);
-        Some(item)
+        std::future::poll_fn(|cx| {
+            if let Some(item) = self.try_recv() {
+                return Poll::Ready(Some(item));
+            }
+            self.shared.waker.register(cx.waker());
+            // Looked at again after registering, so that a push in between is not missed.
+            if let Some(item) = self.try_recv() {
+                return Poll::Ready(Some(item));
+            }
+            if self.shared.senders.load(Ordering::Acquire) == 0 {
+                return Poll::Ready(None);
+            }
+            Poll::Pending
+        })
+        .await
     }
 
     /// The next item if one is ready.
     pub fn try_recv(&mut self) -> Option<Outbound> {
-        let item = self.rx.try_recv().ok()?;
-        self.release(&item);
-        Some(item)
-    }
-
-    fn release(&self, item: &Outbound) {
+        let item = {
+            let mut queue = self.shared.queue();
+            let item = queue.pop_front()?;
+            if queue.is_empty() && queue.capacity() > KEPT_CAPACITY {
+                *queue = VecDeque::new();
+            }
+            item
+        };
         self.shared
             .queued
-            .fetch_sub(frame_len(item), Ordering::Relaxed);
+            .fetch_sub(frame_len(&item), Ordering::Relaxed);
+        Some(item)
+    }
+}
+
+impl Drop for MailboxReceiver {
+    fn drop(&mut self) {
+        let dropped = {
+            let mut queue = self.shared.queue();
+            self.shared.closed.store(true, Ordering::Relaxed);
+            std::mem::take(&mut *queue)
+        };
+        drop(dropped); // outside the lock: dropping frames may free memory
     }
 }
 
@@ -172,5 +254,34 @@ mod tests {
             assert!(tx.push(direct(8)));
             assert!(rx.recv().await.is_some());
         }
+    }
+
+    #[tokio::test]
+    async fn a_waiting_receiver_is_woken_and_hears_when_every_sender_is_gone() {
+        let (tx, mut rx) = mailbox(1 << 10);
+        let other = tx.clone();
+        let waiting = tokio::spawn(async move {
+            let first = rx.recv().await.is_some();
+            (first, rx.recv().await.is_none())
+        });
+        tokio::task::yield_now().await;
+        assert!(other.push(direct(1)));
+        drop(tx);
+        drop(other);
+        assert_eq!(waiting.await.expect("receiver"), (true, true));
+    }
+
+    #[test]
+    fn nothing_is_queued_for_a_receiver_that_is_gone_and_an_emptied_queue_gives_its_room_back() {
+        let (tx, mut rx) = mailbox(1 << 20);
+        for _ in 0..1000 {
+            assert!(tx.push(direct(1)));
+        }
+        while rx.try_recv().is_some() {}
+        assert_eq!(rx.shared.queue().capacity(), 0);
+        assert_eq!(tx.queued(), 0);
+        drop(rx);
+        assert!(!tx.push(direct(1)));
+        assert_eq!(tx.queued(), 0, "what was refused is not counted");
     }
 }
