@@ -193,7 +193,8 @@ impl MailboxReceiver {
                 return Poll::Ready(Some(item));
             }
             if self.shared.senders.load(Ordering::Acquire) == 0 {
-                return Poll::Ready(None);
+                // The last sender may have pushed just before it went.
+                return Poll::Ready(self.try_recv());
             }
             Poll::Pending
         })
