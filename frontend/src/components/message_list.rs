@@ -183,7 +183,7 @@ fn Message(entry: Shown, continues: bool, me: RwSignal<Option<shared::UserName>>
 /// not repeated).
 const GROUP_MS: i64 = 5 * 60 * 1000;
 
-/// Each entry with whether it continues the group of the one before, and the day's name when it is the
+/// Each entry with whether it continues the group of the message before, and the day's name when it is the
 /// first of a day (in the browser's time zone). The browser's calendar is asked once per day, not per
 /// message: the list is grouped again whenever a message arrives.
 fn grouped(entries: Vec<Shown>) -> Vec<(Shown, bool, Option<String>)> {
@@ -207,11 +207,15 @@ fn grouped(entries: Vec<Shown>) -> Vec<(Shown, bool, Option<String>)> {
                     Some(name)
                 }
             };
-            let continues = label.is_none()
+            // A join or leave line has no sender: it neither continues a group nor starts one (a message
+            // of the reader's after it shows "You" again).
+            let line = entry.delivery == Delivery::System;
+            let continues = !line
+                && label.is_none()
                 && before
                     .as_ref()
                     .is_some_and(|(s, t)| *s == entry.sender && at - t < GROUP_MS);
-            before = Some((entry.sender.clone(), at));
+            before = (!line).then(|| (entry.sender.clone(), at));
             (entry, continues, label)
         })
         .collect()
