@@ -302,16 +302,7 @@ where
         loop {
             let step = tokio::select! {
                 () = &mut stopped => Err(self.stops.why_revoked()),
-                inbound = self.socket.next() => match inbound {
-                    None => Err(End::PeerGone),
-                    Some(Ok(frame)) => {
-                        self.last_heard = Instant::now();
-                        // Boxed: handling a request (a join's replay above all) needs a large future,
-                        // and inline it would make every idle connection's task that large.
-                        Box::pin(self.on_frame(frame)).await
-                    }
-                    Some(Err(e)) => Err(read_error_end(&e)),
-                },
+                inbound = self.socket.next() => self.on_inbound(inbound).await,
                 item = rx.recv() => match item {
                     Some(item) => self.write_mailbox(item, rx).await,
                     None => Err(End::PeerGone),
@@ -321,7 +312,15 @@ where
                     if expires.is_some_and(|at| now >= at) {
                         Err(EXPIRED)
                     } else if Instant::now() >= self.last_heard + timeout {
-                        Err(End::Closed(close::HEARTBEAT_TIMEOUT, "no answer to pings"))
+                        // `select!` polls in random order: on a busy node the timer can come first
+                        // while the peer's answer already waits unread. Read it before calling the
+                        // peer silent.
+                        match self.socket.next().now_or_never() {
+                            Some(inbound) => self.on_inbound(inbound).await.map(|()| {
+                                timer.as_mut().reset(self.next_timer(next_ping, timeout));
+                            }),
+                            None => Err(End::Closed(close::HEARTBEAT_TIMEOUT, "no answer to pings")),
+                        }
                     } else {
                         let pinged = if now >= next_ping {
                             // As an interval that delays missed ticks: a ping every `ping_every` at most.
@@ -338,6 +337,23 @@ where
             if let Err(end) = step {
                 return end;
             }
+        }
+    }
+
+    /// What the socket gave: a frame (handled), its end, or a read error.
+    async fn on_inbound(
+        &mut self,
+        inbound: Option<Result<Message, axum::Error>>,
+    ) -> Result<(), End> {
+        match inbound {
+            None => Err(End::PeerGone),
+            Some(Ok(frame)) => {
+                self.last_heard = Instant::now();
+                // Boxed: handling a request (a join's replay above all) needs a large future, and
+                // inline it would make every idle connection's task that large.
+                Box::pin(self.on_frame(frame)).await
+            }
+            Some(Err(e)) => Err(read_error_end(&e)),
         }
     }
 
