@@ -582,14 +582,7 @@ where
                 match self.node.access.remove(&room, &self.user, &user).await {
                     Ok(()) => {
                         // Off their list too, so that their next connection does not ask for it.
-                        let unlisted = self
-                            .node
-                            .history
-                            .keep_room(user.clone(), room.clone(), false)
-                            .await;
-                        if let Err(e) = unlisted {
-                            tracing::error!(conn = self.conn, %room, %user, error = %e, "unlisting the room for the removed user failed");
-                        }
+                        self.store_listed(&user, &room, false).await;
                         self.send(&ServerMessage::Removed { room, user }).await
                     }
                     Err(AccessError::Forbidden | AccessError::Exists) => {
@@ -876,13 +869,7 @@ where
     /// `user` was just invited to `room`: the room goes into their list, and their connections (on
     /// every node) send them the list again, so the room shows up for them at once.
     async fn invited(&mut self, room: &RoomId, user: &UserName) {
-        let kept = self
-            .node
-            .history
-            .keep_room(user.clone(), room.clone(), true)
-            .await;
-        if let Err(e) = kept {
-            tracing::error!(conn = self.conn, %room, %user, error = %e, "listing the room for the invited user failed");
+        if !self.store_listed(user, room, true).await {
             return;
         }
         self.node.sessions.relist(user);
@@ -904,15 +891,23 @@ where
             listed.remove(room)
         };
         if changed {
-            let stored = self
-                .node
-                .history
-                .keep_room(self.user.clone(), room.clone(), keep)
-                .await;
-            if let Err(e) = stored {
-                tracing::error!(conn = self.conn, %room, error = %e, "updating the user's rooms failed");
-            }
+            let user = self.user.clone();
+            self.store_listed(&user, room, keep).await;
         }
+    }
+
+    /// Puts `room` in `user`'s stored list of rooms (`keep`) or takes it off; a failure is logged.
+    /// Whether it was stored.
+    async fn store_listed(&mut self, user: &UserName, room: &RoomId, keep: bool) -> bool {
+        let stored = self
+            .node
+            .history
+            .keep_room(user.clone(), room.clone(), keep)
+            .await;
+        if let Err(e) = &stored {
+            tracing::error!(conn = self.conn, %room, %user, keep, error = %e, "updating a user's list of rooms failed");
+        }
+        stored.is_ok()
     }
 
     /// A `join` whose history could not be read: said to the client, which joins again later.
