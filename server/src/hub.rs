@@ -10,12 +10,12 @@
 //! ephemeral notices (someone is typing: [`Hub::announce`]) skip the user they are about.
 
 use crate::mailbox::{Mailbox, Outbound, Published};
-use axum::extract::ws::Utf8Bytes;
 use shared::{RoomId, ServerMessage, UserName};
 use std::{
     collections::{HashMap, HashSet},
     sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard},
 };
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 /// How long a `typing` notice holds on the clients (they send one every few seconds while typing).
 pub const TYPING_EXPIRES_MS: u32 = 5_000;

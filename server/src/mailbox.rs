@@ -12,7 +12,6 @@
 //! allocate its first block of slots up front, 1.3 KB), and one that emptied after a burst gives its
 //! buffer back.
 
-use axum::extract::ws::Utf8Bytes;
 use futures_util::task::AtomicWaker;
 use shared::{RoomId, Seq, Timestamp};
 use std::{
@@ -23,6 +22,7 @@ use std::{
     },
     task::Poll,
 };
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 /// A chat message as published to a room: serialized once, shared by every recipient.
 #[derive(Debug)]

@@ -18,10 +18,10 @@
 //! counts, so such a user counts twice there.
 
 use crate::{broker::Broker, hub::Hub};
-use axum::extract::ws::Utf8Bytes;
 use shared::{PRESENCE_NAMES, RoomId, ServerMessage, UserName};
 use std::{sync::Arc, time::Duration};
 use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 
 /// How often changed rooms are told who is there.

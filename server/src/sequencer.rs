@@ -25,12 +25,12 @@ use crate::{
     mailbox::{Mailbox, Outbound, Published},
     recent::Recent,
 };
-use axum::extract::ws::Utf8Bytes;
 use shared::{RoomId, Seq, Timestamp};
 use std::{
     collections::{BTreeMap, HashMap},
     sync::{Arc, Mutex, MutexGuard},
 };
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 /// What [`Sequencer::deliver`] did with a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

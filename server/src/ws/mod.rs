@@ -9,26 +9,29 @@
 //!   guests is budgeted per address: 429), else 401;
 //! - the total, per-address and per-user connection limits (503, 429, 429).
 //!
-//! It then sizes the socket's buffers small and hands the upgraded socket to a [`session`] task tracked by
-//! the node, so that shutdown can close it with 1001 and wait for it.
+//! It then answers the [`handshake`] and hands the upgraded socket to a [`session`] task tracked by the
+//! node, so that shutdown can close it with 1001 and wait for it.
 
+pub mod handshake;
+pub mod io;
 pub mod session;
 
 use crate::{api::request_token, forwarded::ClientInfo, identity, node::Node};
 use axum::{
-    extract::{Query, State, WebSocketUpgrade},
+    extract::{Query, State},
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
+use futures_util::FutureExt;
 use serde::Deserialize;
 use std::time::Instant;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-/// tungstenite reads in chunks of this size and keeps a buffer of it per connection from the start (its
-/// default, 128 KiB, is far too much for many idle connections). A chat frame is a few hundred bytes;
-/// a larger frame gets room for all of it once its header is read. 1 KiB rather than 4 took idle memory
-/// from 9.8 to 6.8 KB per connection, at no cost to fan-out and 2% of acked chats a second (within
-/// noise; `scripts/bench.sh idle fanout acks`).
-const READ_BUFFER_BYTES: usize = 1024;
+/// tungstenite keeps a buffer of this size per connection from the start, and asks the socket for at
+/// most this much at a time; [`io::Io`] reads the socket in larger reads through one buffer per thread,
+/// so this one only has to hold a frame's header and a short frame. A larger frame gets room for all of
+/// it once its header is read.
+const READ_BUFFER_BYTES: usize = 128;
 /// Writes are buffered up to this size before going to the socket; a flush always writes everything.
 const WRITE_BUFFER_BYTES: usize = 8 * 1024;
 
@@ -84,7 +87,7 @@ pub async fn upgrade(
     client: ClientInfo,
     Query(query): Query<WsQuery>,
     headers: HeaderMap,
-    ws: WebSocketUpgrade,
+    ws: handshake::Handshake,
 ) -> Response {
     let peer = client.addr;
     if !origin_allowed(&node, &headers) {
@@ -153,28 +156,27 @@ pub async fn upgrade(
     // Guests get a token for their next connection, to keep their name; accounts already have one.
     let token = guest.then(|| node.tokens.issue_guest(&user));
     let max = node.config.max_message_bytes;
-    ws.read_buffer_size(READ_BUFFER_BYTES)
+    let config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER_BYTES)
         .write_buffer_size(WRITE_BUFFER_BYTES)
         .max_write_buffer_size(WRITE_BUFFER_BYTES + 4 * max)
-        .max_message_size(max)
-        .max_frame_size(max)
-        .on_upgrade(move |socket| {
-            let tracked = node.tasks.token();
-            async move {
-                // Made here, after the upgrade (see `Attached::reach`).
-                let (mailbox, rx) = crate::mailbox::mailbox(node.config.queue_bytes);
-                attached.reach(mailbox.clone());
-                let peer = session::Peer {
-                    conn,
-                    addr: peer,
-                    user,
-                    token,
-                    expires_at,
-                    revoked: attached.revoked.clone(),
-                    mailbox: (mailbox, rx),
-                };
-                session::run(socket, node, peer).await;
-                drop((permit, ip_slot, attached, tracked));
-            }
-        })
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max));
+    let tracked = node.tasks.token();
+    ws.accept(config, move |socket| {
+        // Made here, after the upgrade (see `Attached::reach`).
+        let (mailbox, rx) = crate::mailbox::mailbox(node.config.queue_bytes);
+        attached.reach(mailbox.clone());
+        let peer = session::Peer {
+            conn,
+            addr: peer,
+            user,
+            token,
+            expires_at,
+            revoked: attached.revoked.clone(),
+            mailbox: (mailbox, rx),
+        };
+        // The limits' slots are held until the session ends.
+        session::run(socket, node, peer).map(move |()| drop((permit, ip_slot, attached, tracked)))
+    })
 }

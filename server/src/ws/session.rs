@@ -29,7 +29,7 @@
 //! When the node still holds every frame the client missed ([`crate::recent`]), the replay writes those
 //! instead of reading history; it ends at the last `seq` delivered, and the overlap is removed the same way.
 //!
-//! The session is generic over the socket (any `Stream` + `Sink` of axum WebSocket messages), so its logic
+//! The session is generic over the socket (any `Stream` + `Sink` of tungstenite WebSocket messages), so its logic
 //! does not depend on a real network connection.
 
 use crate::{
@@ -41,7 +41,6 @@ use crate::{
     node::Node,
     relay::AppendRequest,
 };
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
 use futures_util::{FutureExt, Sink, SinkExt, Stream, StreamExt};
 use shared::{
     ClientMessage, ClientMsgId, ErrorCode, RoomId, Seq, ServerMessage, Timestamp, UserName, close,
@@ -51,10 +50,13 @@ use std::{
     future::Future,
     net::IpAddr,
     sync::Arc,
-    task::{Context, Poll},
+    task::{Context, Poll, Waker},
     time::{Duration, Instant},
 };
 use tokio::time::sleep_until;
+use tokio_tungstenite::tungstenite::{
+    Error as WsError, Message, Utf8Bytes, error::ProtocolError, protocol::CloseFrame,
+};
 use tokio_util::sync::CancellationToken;
 
 /// Messages read from history per page of a replay (pages are bounded in bytes too).
@@ -103,6 +105,17 @@ enum End {
     Stuck,
 }
 
+/// A mailbox item that could not be written without waiting.
+#[derive(Debug)]
+enum Pending {
+    /// A frame the socket's buffer had no room for yet.
+    Send(Message),
+    /// The connection was taken out of this room: say so (`left`).
+    Left(RoomId),
+    /// The account's list of rooms changed: send it again.
+    Relist,
+}
+
 /// What ends a session from outside, checked during every wait, writes included.
 #[derive(Debug, Clone)]
 struct Stops {
@@ -143,7 +156,7 @@ impl Stops {
 
 /// Runs one socket operation under the write deadline, abandoning it when the session must stop.
 async fn guarded(
-    op: impl Future<Output = Result<(), axum::Error>>,
+    op: impl Future<Output = Result<(), WsError>>,
     stops: &Stops,
     deadline: Duration,
 ) -> Result<(), End> {
@@ -186,7 +199,7 @@ struct Session<S> {
 /// from (an `async fn` keeps its arguments' space for its whole life: 0.5 KB per connection).
 pub fn run<S>(socket: S, node: Node, peer: Peer) -> impl Future<Output = ()>
 where
-    S: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Unpin,
+    S: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin,
 {
     let conn = peer.conn;
     let (mailbox, rx) = peer.mailbox;
@@ -234,7 +247,7 @@ where
 
 impl<S> Session<S>
 where
-    S: Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error> + Unpin,
+    S: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin,
 {
     /// After the session ended for `end`: leaves its rooms, counts and logs the end.
     fn finish(&self, end: End, started: Instant) {
@@ -341,10 +354,7 @@ where
     }
 
     /// What the socket gave: a frame (handled), its end, or a read error.
-    async fn on_inbound(
-        &mut self,
-        inbound: Option<Result<Message, axum::Error>>,
-    ) -> Result<(), End> {
+    async fn on_inbound(&mut self, inbound: Option<Result<Message, WsError>>) -> Result<(), End> {
         match inbound {
             None => Err(End::PeerGone),
             Some(Ok(frame)) => {
@@ -371,11 +381,6 @@ where
         self.send_room_list().await
     }
 
-    /// Tells the client it is no longer in `room`.
-    async fn say_left(&mut self, room: RoomId) -> Result<(), End> {
-        self.feed(&ServerMessage::Left { room }).await
-    }
-
     /// When the session's one timer is next due: the earliest of the next ping, the heartbeat deadline
     /// and the token's expiry.
     fn next_timer(
@@ -393,7 +398,7 @@ where
     /// peer would see 1006).
     async fn close(&mut self, code: u16, reason: &'static str) {
         let frame = CloseFrame {
-            code,
+            code: code.into(),
             reason: Utf8Bytes::from_static(reason),
         };
         let sent =
@@ -472,8 +477,9 @@ where
                 return self.send(&refusal).await;
             }
             Message::Close(_) => return Err(End::PeerGone),
-            // Control frames cost nothing to answer (tungstenite queues one pong for many pings).
-            Message::Ping(_) | Message::Pong(_) => return Ok(()),
+            // Control frames cost nothing to answer (tungstenite queues one pong for many pings); a
+            // raw `Frame` is only ever written, never read.
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => return Ok(()),
         };
         let decoded = shared::decode_client(text.as_str());
         let cost = match &decoded {
@@ -974,43 +980,60 @@ where
         rx: &mut MailboxReceiver,
     ) -> Result<(), End> {
         let mut next = Some(first);
-        let mut written = 0;
+        let mut taken = 0;
         while let Some(item) = next.take() {
-            match item {
-                Outbound::Overflow => {
-                    return Err(End::Closed(
-                        close::TRY_AGAIN_LATER,
-                        "too slow: outgoing queue overflowed",
-                    ));
-                }
-                Outbound::Direct(frame) => self.write(Message::Text(frame), false).await?,
-                Outbound::Evicted(room) => {
-                    if self.rooms.remove(&room).is_some() {
-                        // Boxed, being rare: the `left` frame would widen the future.
-                        Box::pin(self.say_left(room)).await?;
-                    }
-                }
-                // Boxed: the read of the list would otherwise widen every idle connection's future.
-                Outbound::Relist => Box::pin(self.send_room_list()).await?,
-                Outbound::Delivery(published) => {
-                    let Some(last) = self.rooms.get_mut(&published.room) else {
-                        continue; // left the room since it was queued
-                    };
-                    if last.is_some_and(|l| published.seq <= l) {
-                        continue; // already written by a replay
-                    }
-                    *last = Some(published.seq);
-                    self.write(Message::Text(published.frame.clone()), false)
-                        .await?;
-                }
+            // Boxed: rare, and inline its state would widen every idle connection's future.
+            let wait = (self.write_now(item)?).map(|pending| Box::pin(self.write_pending(pending)));
+            if let Some(wait) = wait {
+                wait.await?;
             }
-            written += 1;
-            if written < WRITE_BATCH {
+            taken += 1;
+            if taken < WRITE_BATCH {
                 next = rx.try_recv();
             }
         }
-        self.node.metrics.frames_out.inc_by(written as u64);
         self.flush().await
+    }
+
+    /// Writes a mailbox item if that needs no waiting (the usual case: a delivery, with room in the
+    /// socket's buffer); what is left to do otherwise.
+    fn write_now(&mut self, item: Outbound) -> Result<Option<Pending>, End> {
+        let frame = match item {
+            Outbound::Overflow => {
+                return Err(End::Closed(
+                    close::TRY_AGAIN_LATER,
+                    "too slow: outgoing queue overflowed",
+                ));
+            }
+            Outbound::Direct(frame) => frame,
+            Outbound::Evicted(room) => {
+                return Ok(self.rooms.remove(&room).map(|_| Pending::Left(room)));
+            }
+            Outbound::Relist => return Ok(Some(Pending::Relist)),
+            Outbound::Delivery(published) => {
+                let Some(last) = self.rooms.get_mut(&published.room) else {
+                    return Ok(None); // left the room since it was queued
+                };
+                if last.is_some_and(|l| published.seq <= l) {
+                    return Ok(None); // already written by a replay
+                }
+                *last = Some(published.seq);
+                published.frame.clone()
+            }
+        };
+        self.node.metrics.frames_out.inc();
+        Ok(self
+            .start_send_now(Message::Text(frame))?
+            .map(Pending::Send))
+    }
+
+    /// Does what [`Session::write_now`] could not without waiting.
+    async fn write_pending(&mut self, pending: Pending) -> Result<(), End> {
+        match pending {
+            Pending::Send(message) => self.send_when_ready(message).await,
+            Pending::Left(room) => self.feed(&ServerMessage::Left { room }).await,
+            Pending::Relist => self.send_room_list().await,
+        }
     }
 
     async fn send(&mut self, message: &ServerMessage) -> Result<(), End> {
@@ -1036,63 +1059,76 @@ where
 
     /// Queues `message` in the socket's write buffer and, if `flush`, writes it all out. Only a step that
     /// cannot finish at once waits, under the write deadline ([`guarded`]): the usual write, with room in
-    /// the buffers, arms no timer and registers no waiter.
+    /// the buffers, arms no timer, registers no waiter and keeps no state across an `await`.
     async fn write(&mut self, message: Message, flush: bool) -> Result<(), End> {
-        self.ready(Self::poll_ready).await?;
-        self.socket
-            .start_send_unpin(message)
-            .map_err(|_| End::WriteFailed)?;
+        if let Some(message) = self.start_send_now(message)? {
+            // The socket's buffer is full. Boxed: the wait's state would otherwise widen every idle
+            // connection's future, and a write waits only when the peer reads slowly.
+            Box::pin(self.send_when_ready(message)).await?;
+        }
         if flush { self.flush().await } else { Ok(()) }
     }
 
-    async fn flush(&mut self) -> Result<(), End> {
-        self.ready(Self::poll_flush).await
+    /// Queues `message` if the socket's buffer has room now; gives it back if not.
+    fn start_send_now(&mut self, message: Message) -> Result<Option<Message>, End> {
+        let mut now = Context::from_waker(Waker::noop());
+        match Self::poll_ready(&mut self.socket, &mut now) {
+            Poll::Pending => Ok(Some(message)),
+            Poll::Ready(Err(_)) => Err(End::WriteFailed),
+            Poll::Ready(Ok(())) => self
+                .socket
+                .start_send_unpin(message)
+                .map(|()| None)
+                .map_err(|_| End::WriteFailed),
+        }
     }
 
-    fn poll_ready(socket: &mut S, cx: &mut Context<'_>) -> Poll<Result<(), axum::Error>> {
+    /// Queues `message` once the socket's buffer has room, under the write deadline.
+    async fn send_when_ready(&mut self, message: Message) -> Result<(), End> {
+        self.wait_for(Self::poll_ready).await?;
+        self.socket
+            .start_send_unpin(message)
+            .map_err(|_| End::WriteFailed)
+    }
+
+    /// Writes out the socket's buffer: at once when the socket takes it all, else under the write
+    /// deadline.
+    async fn flush(&mut self) -> Result<(), End> {
+        let flushed = Self::poll_flush(&mut self.socket, &mut Context::from_waker(Waker::noop()));
+        match flushed {
+            Poll::Ready(done) => done.map_err(|_| End::WriteFailed),
+            // Boxed, as in `write`.
+            Poll::Pending => Box::pin(self.wait_for(Self::poll_flush)).await,
+        }
+    }
+
+    fn poll_ready(socket: &mut S, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
         socket.poll_ready_unpin(cx)
     }
 
-    fn poll_flush(socket: &mut S, cx: &mut Context<'_>) -> Poll<Result<(), axum::Error>> {
+    fn poll_flush(socket: &mut S, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
         socket.poll_flush_unpin(cx)
     }
 
-    /// Drives `step` on the socket: once at once, then (if it is not done) under the write deadline.
-    async fn ready(
+    /// Drives `step` on the socket until it is done, under the write deadline ([`guarded`]).
+    async fn wait_for(
         &mut self,
-        mut step: impl FnMut(&mut S, &mut Context<'_>) -> Poll<Result<(), axum::Error>>,
+        mut step: impl FnMut(&mut S, &mut Context<'_>) -> Poll<Result<(), WsError>>,
     ) -> Result<(), End> {
         let socket = &mut self.socket;
-        let mut once = std::future::poll_fn(|cx| step(socket, cx));
-        match (&mut once).now_or_never() {
-            Some(done) => done.map_err(|_| End::WriteFailed),
-            // Boxed: the deadline and the stop signals make a large future, needed only on this rare
-            // path, and inline it would make every idle connection's task larger.
-            None => Box::pin(guarded(once, &self.stops, self.write_deadline)).await,
-        }
+        let until_done = std::future::poll_fn(|cx| step(socket, cx));
+        guarded(until_done, &self.stops, self.write_deadline).await
     }
 }
 
 /// How to end a session whose read failed: with the close code that names the peer's fault, or
 /// quietly when the connection is simply gone.
-fn read_error_end(error: &axum::Error) -> End {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(e) = source {
-        match e.downcast_ref::<tungstenite::Error>() {
-            Some(tungstenite::Error::Capacity(_)) => {
-                return End::Closed(close::MESSAGE_TOO_BIG, "message too big");
-            }
-            Some(tungstenite::Error::Utf8(_)) => {
-                return End::Closed(close::INVALID_PAYLOAD, "text frames must be UTF-8");
-            }
-            Some(tungstenite::Error::Protocol(
-                tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
-            )) => return End::PeerGone,
-            Some(tungstenite::Error::Protocol(_)) => {
-                return End::Closed(close::PROTOCOL_ERROR, "WebSocket protocol error");
-            }
-            _ => source = e.source(),
-        }
+fn read_error_end(error: &WsError) -> End {
+    match error {
+        WsError::Capacity(_) => End::Closed(close::MESSAGE_TOO_BIG, "message too big"),
+        WsError::Utf8(_) => End::Closed(close::INVALID_PAYLOAD, "text frames must be UTF-8"),
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => End::PeerGone,
+        WsError::Protocol(_) => End::Closed(close::PROTOCOL_ERROR, "WebSocket protocol error"),
+        _ => End::PeerGone,
     }
-    End::PeerGone
 }

@@ -5,6 +5,7 @@ mod cluster;
 mod common;
 mod delivery;
 mod durability;
+mod handshake;
 mod hardening;
 mod heartbeat;
 mod hostile;

@@ -1,0 +1,179 @@
+//! The WebSocket handshake the server answers itself, and the bytes on either side of it: a request that
+//! is not an upgrade gets a plain 400 saying what is wrong; frames sent in the same write as the upgrade
+//! request, many frames in one write, and frames split anywhere all arrive whole and in order.
+
+use crate::common::{TestServer, http, send_masked};
+use serde_json::{Value, json};
+use std::time::Duration;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+
+#[tokio::test]
+async fn requests_that_are_not_upgrades_get_400_saying_why() {
+    let server = TestServer::start().await;
+    let upgrade = [("Upgrade", "websocket"), ("Connection", "Upgrade")];
+    let key = ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==");
+    let cases: [(&[(&str, &str)], &str); 4] = [
+        (&[], "Connection must include upgrade"),
+        (&[("Connection", "Upgrade")], "Upgrade must be websocket"),
+        (
+            &[upgrade[0], upgrade[1], key, ("Sec-WebSocket-Version", "8")],
+            "Sec-WebSocket-Version must be 13",
+        ),
+        (
+            &[upgrade[0], upgrade[1], ("Sec-WebSocket-Version", "13")],
+            "Sec-WebSocket-Key is missing",
+        ),
+    ];
+    for (headers, why) in cases {
+        let (status, _, body) = http(server.addr, "GET", "/ws", headers, "").await;
+        assert_eq!(
+            (status, body.trim()),
+            (400, &*format!("not a WebSocket upgrade: {why}"))
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_upgrade_answers_with_the_accept_key_of_rfc_6455() {
+    let server = TestServer::start().await;
+    let mut tcp = TcpStream::connect(server.addr).await.expect("connect");
+    let request = format!(
+        "GET /ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        server.addr
+    );
+    tcp.write_all(request.as_bytes()).await.expect("write");
+    let head = read_head(&mut tcp).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    // The example of RFC 6455, section 1.3.
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
+        "{head}"
+    );
+}
+
+/// Reads the HTTP response head (up to the blank line) byte by byte, leaving the frames after it.
+async fn read_head(tcp: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.push(tcp.read_u8().await.expect("response"));
+    }
+    String::from_utf8(head).expect("utf-8")
+}
+
+/// A masked client text frame (mask 0, so the payload goes as is).
+fn masked(payload: &str) -> Vec<u8> {
+    let mut frame = vec![0x81];
+    let len = payload.len();
+    if len < 126 {
+        frame.push(0x80 | len as u8);
+    } else {
+        frame.push(0x80 | 126);
+        frame.extend_from_slice(&(len as u16).to_be_bytes());
+    }
+    frame.extend_from_slice(&[0, 0, 0, 0]);
+    frame.extend_from_slice(payload.as_bytes());
+    frame
+}
+
+/// Server frames as JSON until `n` acks have come (other frames are skipped).
+async fn acks(tcp: &mut TcpStream, n: usize) -> Vec<Value> {
+    let mut buf = Vec::new();
+    let mut acks = Vec::new();
+    while acks.len() < n {
+        let mut chunk = [0u8; 4096];
+        let got = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut chunk))
+            .await
+            .expect("acks within 10 s")
+            .expect("read");
+        assert!(got > 0, "closed after {} acks", acks.len());
+        buf.extend_from_slice(&chunk[..got]);
+        // Take every whole frame (servers do not mask; these are all short or 16-bit lengths).
+        loop {
+            if buf.len() < 2 {
+                break;
+            }
+            let (len, header) = match buf[1] & 0x7f {
+                126 if buf.len() >= 4 => (u16::from_be_bytes([buf[2], buf[3]]) as usize, 4),
+                126 => break,
+                n => (n as usize, 2),
+            };
+            if buf.len() < header + len {
+                break;
+            }
+            let payload: Vec<u8> = buf.drain(..header + len).skip(header).collect();
+            if buf.is_empty() && payload.is_empty() {
+                break;
+            }
+            if let Ok(frame) = serde_json::from_slice::<Value>(&payload)
+                && frame["type"] == "ack"
+            {
+                acks.push(frame);
+            }
+        }
+    }
+    acks
+}
+
+#[tokio::test]
+async fn frames_with_the_request_in_one_write_or_split_anywhere_arrive_whole_and_in_order() {
+    let server = TestServer::start().await;
+    let mut tcp = TcpStream::connect(server.addr).await.expect("connect");
+    let chats: Vec<String> = (0..60)
+        .map(|i| {
+            // Short and long chats, some longer than one read of the server's.
+            let text = if i % 10 == 9 {
+                "l".repeat(12_000)
+            } else {
+                format!("chat {i}")
+            };
+            json!({"type": "chat", "room": "pipe", "id": format!("p{i}"), "text": text}).to_string()
+        })
+        .collect();
+    // The upgrade request and the first 20 frames in one write: a client that does not wait for 101.
+    let mut first = format!(
+        "GET /ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        server.addr
+    )
+    .into_bytes();
+    for chat in &chats[..20] {
+        first.extend(masked(chat));
+    }
+    tcp.write_all(&first).await.expect("write");
+    assert!(read_head(&mut tcp).await.starts_with("HTTP/1.1 101"));
+    // The next 20 in one write, the last 20 a few bytes at a time.
+    let together: Vec<u8> = chats[20..40].iter().flat_map(|c| masked(c)).collect();
+    tcp.write_all(&together).await.expect("write");
+    let split: Vec<u8> = chats[40..].iter().flat_map(|c| masked(c)).collect();
+    for piece in split.chunks(7) {
+        tcp.write_all(piece).await.expect("write");
+        tcp.flush().await.expect("flush");
+    }
+
+    let acked = acks(&mut tcp, chats.len()).await;
+    let ids: Vec<&str> = acked
+        .iter()
+        .map(|a| a["id"].as_str().expect("id"))
+        .collect();
+    let sent: Vec<String> = (0..60).map(|i| format!("p{i}")).collect();
+    assert_eq!(ids, sent, "every chat acknowledged once, in order");
+    let seqs: Vec<u64> = acked
+        .iter()
+        .map(|a| a["seq"].as_u64().expect("seq"))
+        .collect();
+    assert_eq!(seqs, (1..=60).collect::<Vec<_>>());
+
+    // And the connection is still a working one.
+    send_masked(
+        &mut tcp,
+        0x1,
+        br#"{"type":"chat","room":"pipe","id":"last","text":"ok"}"#,
+    )
+    .await;
+    assert_eq!(acks(&mut tcp, 1).await[0]["id"], "last");
+}
