@@ -28,7 +28,8 @@ for b in seed-ws socketio; do
 done
 
 ours="$PWD/target/release/server --bind 127.0.0.1:{port} --data-dir {dir} --static-dir {dir}/none --allow-anonymous --rate-limit 0 --max-connections-per-ip 0 --max-connections 20000"
-# lean-axum reads with the same 1 KiB buffer per connection as our server (server/src/ws/mod.rs).
+# lean-axum reads with a 1 KiB buffer per connection, its best idle figure (ours keeps 128 bytes and
+# reads through one buffer per thread: server/src/ws/io.rs).
 lean="env PORT={port} WS_READ_BUFFER=1024 $BENCH_DIR/lean/release/lean-axum"
 seed="env PORT={port} node $BENCH_DIR/seed-ws/server.js"
 socketio="env PORT={port} node $BENCH_DIR/socketio/server.js"
