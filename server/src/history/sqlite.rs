@@ -147,15 +147,35 @@ fn append(
 }
 
 fn prune(tx: &Transaction<'_>, retention: Retention, now: Timestamp) -> Result<u64, HistoryError> {
-    let mut deleted = 0;
-    if retention.count > 0 {
-        deleted += tx.execute(
-            "DELETE FROM messages WHERE seq <= (SELECT head FROM rooms WHERE name = messages.room) - ?1",
-            [retention.count as i64],
-        )?;
+    let cutoff = retention.cutoff(now).map(Timestamp::unix_ms);
+    if retention.count == 0 && cutoff.is_none() {
+        return Ok(0);
     }
-    if let Some(cutoff) = retention.cutoff(now) {
-        deleted += tx.execute("DELETE FROM messages WHERE ts < ?1", [cutoff.unix_ms()])?;
+    let heads: Vec<(String, i64)> = tx
+        .prepare("SELECT name, head FROM rooms")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    // Reads only the messages that go (and one more): a room's messages are stored in `seq` order,
+    // and within a room a later `seq` is never stored earlier (one writer stamps each batch), so the
+    // first message new enough ends the old ones.
+    let mut first_new =
+        tx.prepare("SELECT seq FROM messages WHERE room = ?1 AND ts >= ?2 ORDER BY seq LIMIT 1")?;
+    let mut delete = tx.prepare("DELETE FROM messages WHERE room = ?1 AND seq < ?2")?;
+    let mut deleted = 0;
+    for (room, head) in heads {
+        let mut keep_from = 1;
+        if retention.count > 0 {
+            keep_from = head - retention.count as i64 + 1;
+        }
+        if let Some(cutoff) = cutoff {
+            let first: Option<i64> = first_new
+                .query_row(params![room, cutoff], |r| r.get(0))
+                .optional()?;
+            keep_from = keep_from.max(first.unwrap_or(head + 1));
+        }
+        if keep_from > 1 {
+            deleted += delete.execute(params![room, keep_from])?;
+        }
     }
     Ok(deleted as u64)
 }
@@ -611,6 +631,82 @@ mod tests {
             vec![(true, 11)],
             "seq keeps counting after pruning"
         );
+    }
+
+    #[tokio::test]
+    async fn retention_applies_to_each_room_on_its_own() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let h = open(dir.path());
+        // Room a: 6 messages at 0-5 s. Room b: 3 at 3-5 s. Room c: 2 at 10 s. Room d: none yet.
+        for i in 0..6 {
+            let mut batch = vec![msg("a", "ann", "m", None)];
+            if i >= 3 {
+                batch.push(msg("b", "bob", "m", None));
+            }
+            h.append_batch(batch, Timestamp::from_unix_ms(i * 1000))
+                .await
+                .expect("append");
+        }
+        h.append_batch(
+            vec![msg("c", "cat", "m", None), msg("c", "cat", "m", None)],
+            Timestamp::from_unix_ms(10_000),
+        )
+        .await
+        .expect("append");
+        h.create_room(
+            RoomId::new("d").expect("room"),
+            UserName::new("dan").expect("name"),
+            false,
+        )
+        .await
+        .expect("create");
+
+        // At 12 s, keeping 7.5 s: what was stored before 4.5 s goes (a's first 5, b's first 2).
+        let by_age = Retention {
+            count: 0,
+            age: Duration::from_millis(7_500),
+        };
+        let deleted = h
+            .prune(by_age, Timestamp::from_unix_ms(12_000))
+            .await
+            .expect("prune");
+        assert_eq!(deleted, 7);
+        for (room, head, left) in [("a", 6, 1), ("b", 3, 1), ("c", 2, 2), ("d", 0, 0)] {
+            let page = h
+                .read_since(RoomId::new(room).expect("room"), 0, up_to(100))
+                .await
+                .expect("read");
+            assert_eq!(
+                (page.head, page.messages.len()),
+                (head, left),
+                "room {room}"
+            );
+        }
+
+        // Both limits at once: the stricter one wins in each room.
+        h.append_batch(
+            (0..5).map(|_| msg("c", "cat", "m", None)).collect(),
+            Timestamp::from_unix_ms(20_000),
+        )
+        .await
+        .expect("append");
+        let both = Retention {
+            count: 3,
+            age: Duration::from_secs(5),
+        };
+        assert_eq!(
+            h.prune(both, Timestamp::from_unix_ms(21_000))
+                .await
+                .expect("prune"),
+            6,
+            "a and b lose their last (too old) message; c keeps its newest 3 of 7 (all new enough)"
+        );
+        let page = h
+            .read_since(RoomId::new("c").expect("room"), 0, up_to(100))
+            .await
+            .expect("read");
+        let kept: Vec<Seq> = page.messages.iter().map(|m| m.seq).collect();
+        assert_eq!((page.first_retained, kept), (5, vec![5, 6, 7]));
     }
 
     #[tokio::test]

@@ -29,8 +29,8 @@
 //! When the node still holds every frame the client missed ([`crate::recent`]), the replay writes those
 //! instead of reading history; it ends at the last `seq` delivered, and the overlap is removed the same way.
 //!
-//! The session is generic over the socket (any `Stream` + `Sink` of tungstenite WebSocket messages), so its logic
-//! does not depend on a real network connection.
+//! The session is generic over the socket (any `Stream` + `Sink` of tungstenite WebSocket messages), so
+//! its logic does not depend on a real network connection.
 
 use crate::{
     access::AccessError,
@@ -1062,7 +1062,7 @@ where
 
     /// Queues `message` in the socket's write buffer and, if `flush`, writes it all out. Only a step that
     /// cannot finish at once waits, under the write deadline ([`guarded`]): the usual write, with room in
-    /// the buffers, arms no timer, registers no waiter and keeps no state across an `await`.
+    /// the buffers, arms no timer and registers no waiter.
     async fn write(&mut self, message: Message, flush: bool) -> Result<(), End> {
         if let Some(message) = self.start_send_now(message)? {
             // The socket's buffer is full. Boxed: the wait's state would otherwise widen every idle
