@@ -5,7 +5,7 @@
 # line in $OUT (default bench-results/<date>.jsonl); progress goes to stderr.
 #
 #   scripts/bench.sh                 # everything (about 15 minutes)
-#   scripts/bench.sh fanout idle     # some: fanout fanout-max rooms idle churn storm acks redis
+#   scripts/bench.sh fanout idle     # some: fanout fanout-paced fanout-max rooms idle churn storm acks redis
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BENCH_DIR=${BENCH_DIR:-/tmp/chat-bench}
@@ -48,10 +48,10 @@ compare_with() { # name, baseline command, baseline protocol, scenario...
 }
 
 # Our server alone (started on CPU 0 for the one run).
-alone() { # name, scenario...
+alone() { # name, scenario... (EXTRA: more server flags)
   local name=$1; shift
   local dir; dir=$(mktemp -d)
-  local cmd=${ours//\{dir\}/$dir}
+  local cmd="${ours//\{dir\}/$dir} ${EXTRA:-}"
   taskset -c 0 ${cmd//\{port\}/19100} >"$dir/server.log" 2>&1 &
   local pid=$!
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:19100/healthz" >/dev/null && break; sleep 0.1; done
@@ -65,6 +65,13 @@ run() {
     fanout)
       compare_with fanout-100-vs-lean "$lean" plain fanout --clients 100 --senders 10 --rate 5000 --duration 8
       compare_with fanout-1000-vs-lean "$lean" plain fanout --clients 1000 --senders 10 --rate 500 --duration 8 ;;
+    fanout-paced)
+      # The same with a commit at most every 2 ms (`--commit-interval`, off by default).
+      record fanout-100-paced-vs-lean compare --a "$ours --commit-interval 2ms" --b "$lean" --b-protocol plain \
+        fanout --clients 100 --senders 10 --rate 5000 --duration 8
+      record fanout-1000-paced-vs-lean compare --a "$ours --commit-interval 2ms" --b "$lean" --b-protocol plain \
+        fanout --clients 1000 --senders 10 --rate 500 --duration 8
+      EXTRA="--commit-interval 2ms" alone acks-10-paced acks --senders 10 --window 32 --duration 8 ;;
     fanout-max)
       compare_with fanout-max-1000-vs-lean "$lean" plain --rounds 1 fanout --clients 1000 --senders 10 --rate 1800 --duration 8
       compare_with fanout-seed-1000 "$seed" plain --rounds 1 fanout --clients 1000 --senders 10 --rate 90 --duration 8
@@ -113,7 +120,7 @@ run_redis() {
 }
 
 failed=0
-for b in "${@:-fanout fanout-max rooms idle churn storm acks redis}"; do
+for b in "${@:-fanout fanout-paced fanout-max rooms idle churn storm acks redis}"; do
   for one in $b; do run "$one" || failed=1; done
 done
 say "results in $OUT"

@@ -142,6 +142,7 @@ pub async fn run(
         Arc::clone(&sequencer),
         Arc::clone(&metrics),
         retention,
+        config.commit_interval,
     );
     let stop_background = tokio_util::sync::CancellationToken::new();
     let subscriber = broker.as_ref().map(|broker| {

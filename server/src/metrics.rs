@@ -44,6 +44,8 @@ pub struct Metrics {
     pub frames_out: Counter,
     /// Chat messages stored (new, not duplicates).
     pub chats_stored: Counter,
+    /// Batches of chat messages stored, one commit (or one Redis pipeline) each.
+    pub commits: Counter,
     /// Acknowledgements sent.
     pub acks: Counter,
     /// `error` frames sent, by code.
@@ -64,6 +66,7 @@ impl Default for Metrics {
         let frames_in = Counter::default();
         let frames_out = Counter::default();
         let chats_stored = Counter::default();
+        let commits = Counter::default();
         let acks = Counter::default();
         let errors = Family::default();
         let disconnects = Family::default();
@@ -91,6 +94,11 @@ impl Default for Metrics {
             frames_out.clone(),
         );
         r.register("chats_stored", "Chat messages stored", chats_stored.clone());
+        r.register(
+            "commits",
+            "Batches of chat messages stored, one commit each",
+            commits.clone(),
+        );
         r.register("acks", "Acknowledgements sent", acks.clone());
         r.register("errors", "Error frames sent, by code", errors.clone());
         r.register(
@@ -124,6 +132,7 @@ impl Default for Metrics {
             frames_in,
             frames_out,
             chats_stored,
+            commits,
             acks,
             errors,
             disconnects,

@@ -15,6 +15,10 @@
 //! - when the store fails, every message of the batch gets `unavailable` with its id: nothing is
 //!   published, nothing acknowledged, and the client's outbox sends it again.
 //!
+//! With `--commit-interval`, a commit that took less than that interval is followed by a wait for the
+//! rest of it, while more requests queue up for the next one (none is waited for when the queue filled
+//! a whole batch): fewer, larger commits for a little latency.
+//!
 //! The queue holds senders' [`Mailbox`]es, not oneshot channels: acks reach the sender through the same
 //! ordered queue as everything else, and a sender never waits for its own commit before reading its next
 //! frame. The task ends when every [`RelayHandle`] is dropped, after storing what was already queued.
@@ -71,15 +75,23 @@ impl RelayHandle {
     }
 }
 
-/// Starts the relay task.
+/// Starts the relay task; `commit_interval` is the least time between the starts of two commits.
 pub fn spawn(
     history: Arc<dyn History>,
     sequencer: Arc<Sequencer>,
     metrics: Arc<Metrics>,
     retention: Retention,
+    commit_interval: Duration,
 ) -> (RelayHandle, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-    let task = tokio::spawn(run(rx, history, sequencer, metrics, retention));
+    let task = tokio::spawn(run(
+        rx,
+        history,
+        sequencer,
+        metrics,
+        retention,
+        commit_interval,
+    ));
     (RelayHandle { tx }, task)
 }
 
@@ -89,6 +101,7 @@ async fn run(
     sequencer: Arc<Sequencer>,
     metrics: Arc<Metrics>,
     retention: Retention,
+    commit_interval: Duration,
 ) {
     let mut prune =
         tokio::time::interval_at(tokio::time::Instant::now() + PRUNE_EVERY, PRUNE_EVERY);
@@ -99,7 +112,12 @@ async fn run(
                 if received == 0 {
                     break;
                 }
+                let started = tokio::time::Instant::now();
                 store_and_publish(std::mem::take(&mut batch), history.as_ref(), &sequencer, &metrics).await;
+                let next = started + commit_interval;
+                if received < MAX_BATCH && next > tokio::time::Instant::now() {
+                    tokio::time::sleep_until(next).await;
+                }
             }
             _ = prune.tick() => {
                 let now = now();
@@ -136,6 +154,7 @@ async fn store_and_publish(
         .collect();
     match history.append_batch(messages, now()).await {
         Ok(results) => {
+            metrics.commits.inc();
             for ((appended, (origin, reply, accepted)), (id, room)) in
                 results.into_iter().zip(senders).zip(ids)
             {
@@ -232,6 +251,67 @@ mod tests {
                 other => panic!("unexpected {other:?}"),
             })
             .collect()
+    }
+
+    /// The acks in `rx` until `n` have come.
+    async fn acks(rx: &mut crate::mailbox::MailboxReceiver, n: usize) -> Vec<serde_json::Value> {
+        let mut acks = Vec::new();
+        while acks.len() < n {
+            match rx.recv().await.expect("open") {
+                Outbound::Direct(f) => acks.push(serde_json::from_str(f.as_str()).expect("json")),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        acks
+    }
+
+    #[tokio::test]
+    async fn with_a_commit_interval_what_queues_meanwhile_shares_the_next_commit() {
+        const INTERVAL: Duration = Duration::from_secs(1);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let history = Arc::new(SqliteHistory::new(
+            Database::open(dir.path()).expect("open"),
+        ));
+        let sequencer = Arc::new(Sequencer::new(
+            Arc::new(Hub::default()),
+            crate::recent::FRAMES,
+        ));
+        let metrics = Arc::new(Metrics::default());
+        let keep_all = Retention {
+            count: 0,
+            age: Duration::ZERO,
+        };
+        let (relay, task) = spawn(history, sequencer, Arc::clone(&metrics), keep_all, INTERVAL);
+        let (sender, mut rx) = mailbox(1 << 20);
+        let started = std::time::Instant::now();
+        relay
+            .submit(request("one", "k1", 1, &sender))
+            .await
+            .expect("submit");
+        assert_eq!(
+            acks(&mut rx, 1).await[0]["seq"],
+            1,
+            "the first is stored at once"
+        );
+        for id in ["k2", "k3", "k4"] {
+            relay
+                .submit(request(id, id, 1, &sender))
+                .await
+                .expect("submit");
+        }
+        let acked = acks(&mut rx, 3).await;
+        assert!(
+            started.elapsed() >= INTERVAL,
+            "the next commit waited for the interval"
+        );
+        let seqs: Vec<_> = acked.iter().map(|a| a["seq"].clone()).collect();
+        assert_eq!(seqs, [2, 3, 4]);
+        let counted = metrics.render(0, 0);
+        assert!(counted.contains("chat_commits_total 2"), "{counted}");
+        assert!(counted.contains("chat_chats_stored_total 4"), "{counted}");
+        drop(relay);
+        task.await
+            .expect("the relay ends when its handles are gone");
     }
 
     #[tokio::test]
