@@ -113,8 +113,12 @@ impl Handshake {
                 Ok(Some(io)) => Either::Left(
                     WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).then(serve),
                 ),
-                Ok(None) | Err(_) => {
-                    tracing::debug!("an accepted WebSocket upgrade did not complete");
+                Ok(None) => {
+                    tracing::error!("an upgraded connection is not a TCP stream; it is closed");
+                    Either::Right(std::future::ready(()))
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "an accepted WebSocket upgrade did not complete");
                     Either::Right(std::future::ready(()))
                 }
             });
