@@ -652,12 +652,18 @@ pub(crate) async fn raw_upgrade(addr: SocketAddr) -> TcpStream {
 /// Like [`raw_upgrade`], on a connection made by the caller (e.g. with a small receive buffer).
 pub(crate) async fn raw_upgrade_on(mut tcp: TcpStream, addr: SocketAddr) -> TcpStream {
     use tokio::io::AsyncWriteExt;
-    let request = format!(
+    tcp.write_all(upgrade_request(addr).as_bytes())
+        .await
+        .expect("handshake");
+    tcp
+}
+
+/// A WebSocket upgrade request for `/ws` (with the key of RFC 6455's example).
+pub(crate) fn upgrade_request(addr: SocketAddr) -> String {
+    format!(
         "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    );
-    tcp.write_all(request.as_bytes()).await.expect("handshake");
-    tcp
+    )
 }
 
 /// Splits unmasked server frames into (opcode, payload).
@@ -694,6 +700,13 @@ pub(crate) async fn raw_handshake_on(tcp: TcpStream, addr: SocketAddr) -> TcpStr
 /// Writes one masked client frame (mask 0, so the payload goes as is); payloads up to 64 KiB.
 pub(crate) async fn send_masked(tcp: &mut TcpStream, opcode: u8, payload: &[u8]) {
     use tokio::io::AsyncWriteExt;
+    tcp.write_all(&masked_frame(opcode, payload))
+        .await
+        .expect("write");
+}
+
+/// One masked client frame's bytes (see [`send_masked`]).
+pub(crate) fn masked_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
     let mut frame = vec![0x80 | opcode];
     if payload.len() < 126 {
         frame.push(0x80 | payload.len() as u8);
@@ -703,7 +716,7 @@ pub(crate) async fn send_masked(tcp: &mut TcpStream, opcode: u8, payload: &[u8])
     }
     frame.extend_from_slice(&[0, 0, 0, 0]);
     frame.extend_from_slice(payload);
-    tcp.write_all(&frame).await.expect("write");
+    frame
 }
 
 /// The HTTP status of a refused upgrade (panics when it was accepted).

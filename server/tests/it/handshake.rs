@@ -2,7 +2,7 @@
 //! is not an upgrade gets a plain 400 saying what is wrong; frames sent in the same write as the upgrade
 //! request, many frames in one write, and frames split anywhere all arrive whole and in order.
 
-use crate::common::{TestServer, http, send_masked};
+use crate::common::{TestServer, http, masked_frame, send_masked, upgrade_request};
 use serde_json::{Value, json};
 use std::time::Duration;
 use tokio::{
@@ -40,11 +40,9 @@ async fn requests_that_are_not_upgrades_get_400_saying_why() {
 async fn the_upgrade_answers_with_the_accept_key_of_rfc_6455() {
     let server = TestServer::start().await;
     let mut tcp = TcpStream::connect(server.addr).await.expect("connect");
-    let request = format!(
-        "GET /ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        server.addr
-    );
+    // A browser's Connection header lists more than one token.
+    let request = upgrade_request(server.addr)
+        .replace("Connection: Upgrade", "Connection: keep-alive, Upgrade");
     tcp.write_all(request.as_bytes()).await.expect("write");
     let head = read_head(&mut tcp).await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
@@ -63,21 +61,6 @@ async fn read_head(tcp: &mut TcpStream) -> String {
         head.push(tcp.read_u8().await.expect("response"));
     }
     String::from_utf8(head).expect("utf-8")
-}
-
-/// A masked client text frame (mask 0, so the payload goes as is).
-fn masked(payload: &str) -> Vec<u8> {
-    let mut frame = vec![0x81];
-    let len = payload.len();
-    if len < 126 {
-        frame.push(0x80 | len as u8);
-    } else {
-        frame.push(0x80 | 126);
-        frame.extend_from_slice(&(len as u16).to_be_bytes());
-    }
-    frame.extend_from_slice(&[0, 0, 0, 0]);
-    frame.extend_from_slice(payload.as_bytes());
-    frame
 }
 
 /// Server frames as JSON until `n` acks have come (other frames are skipped).
@@ -106,9 +89,6 @@ async fn acks(tcp: &mut TcpStream, n: usize) -> Vec<Value> {
                 break;
             }
             let payload: Vec<u8> = buf.drain(..header + len).skip(header).collect();
-            if buf.is_empty() && payload.is_empty() {
-                break;
-            }
             if let Ok(frame) = serde_json::from_slice::<Value>(&payload)
                 && frame["type"] == "ack"
             {
@@ -135,21 +115,22 @@ async fn frames_with_the_request_in_one_write_or_split_anywhere_arrive_whole_and
         })
         .collect();
     // The upgrade request and the first 20 frames in one write: a client that does not wait for 101.
-    let mut first = format!(
-        "GET /ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        server.addr
-    )
-    .into_bytes();
+    let mut first = upgrade_request(server.addr).into_bytes();
     for chat in &chats[..20] {
-        first.extend(masked(chat));
+        first.extend(masked_frame(0x1, chat.as_bytes()));
     }
     tcp.write_all(&first).await.expect("write");
     assert!(read_head(&mut tcp).await.starts_with("HTTP/1.1 101"));
     // The next 20 in one write, the last 20 a few bytes at a time.
-    let together: Vec<u8> = chats[20..40].iter().flat_map(|c| masked(c)).collect();
+    let together: Vec<u8> = chats[20..40]
+        .iter()
+        .flat_map(|c| masked_frame(0x1, c.as_bytes()))
+        .collect();
     tcp.write_all(&together).await.expect("write");
-    let split: Vec<u8> = chats[40..].iter().flat_map(|c| masked(c)).collect();
+    let split: Vec<u8> = chats[40..]
+        .iter()
+        .flat_map(|c| masked_frame(0x1, c.as_bytes()))
+        .collect();
     for piece in split.chunks(7) {
         tcp.write_all(piece).await.expect("write");
         tcp.flush().await.expect("flush");
