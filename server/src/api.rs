@@ -4,7 +4,7 @@
 //! or in the JSON body for other clients (`Authorization: Bearer` or `?token=` on `/ws`).
 //!
 //! Costs are bounded: a body must arrive within `--handshake-timeout` and hold at most
-//! [`MAX_BODY_BYTES`]; password hashing is limited by [`crate::accounts`]; failed sign-ins are throttled
+//! `MAX_BODY_BYTES`; password hashing is limited by [`crate::accounts`]; failed sign-ins are throttled
 //! per account name and per address, registrations per address (429 with `Retry-After`).
 
 use crate::{

@@ -83,7 +83,8 @@ pub struct Config {
     #[arg(long, env = "CHAT_PUBLIC_ORIGIN")]
     pub public_origin: Option<String>,
 
-    /// An extra origin (scheme://host[:port]) whose pages may open WebSockets here; repeat for more.
+    /// An extra origin (scheme://host, and :port if not the default) whose pages may open WebSockets
+    /// here; repeat for more.
     /// The app's own origin is always allowed. `*` allows any origin (development only).
     #[arg(
         long = "allowed-origin",

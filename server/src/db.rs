@@ -7,7 +7,7 @@
 //!   with "database is locked";
 //! - **many readers**: a small pool of read-only connections ([`Database::read`]), which WAL lets run while
 //!   the writer commits;
-//! - **migrations**: `PRAGMA user_version` says which of [`MIGRATIONS`] the file has; the missing ones are
+//! - **migrations**: `PRAGMA user_version` says which of `MIGRATIONS` the file has; the missing ones are
 //!   applied in order at open, each in its own transaction. A file from a newer server is refused.
 //!
 //! SQLite calls block, so each runs on tokio's blocking pool; no async task holds a lock across an await.
