@@ -44,8 +44,9 @@ pub struct Config {
     /// Least time between the starts of two commits of chat messages (group commit). 0, the default,
     /// stores what is queued as soon as the previous commit ends. A few milliseconds let more chats
     /// share one commit (one fsync) and reach each recipient in fewer writes: much less CPU per message
-    /// when many small commits would be made, for up to that much latency (see BENCHMARKS.md).
-    #[arg(long, env = "CHAT_COMMIT_INTERVAL", default_value = "0s", value_parser = humantime::parse_duration)]
+    /// when many small commits would be made, for up to that much latency (see BENCHMARKS.md). At most
+    /// one second.
+    #[arg(long, env = "CHAT_COMMIT_INTERVAL", default_value = "0s", value_parser = commit_interval)]
     pub commit_interval: Duration,
 
     /// Messages kept per room; older ones are deleted. 0 keeps all.
@@ -179,6 +180,17 @@ pub struct Config {
 /// Where `trunk build --release` puts the web app, relative to the repository.
 const DEFAULT_STATIC_DIR: &str = "frontend/dist";
 
+/// Parses `--commit-interval`: a duration of at most a second (every chat may wait that long).
+fn commit_interval(s: &str) -> Result<Duration, String> {
+    let interval = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if interval > Duration::from_secs(1) {
+        return Err(format!(
+            "{s} is longer than a second; every chat could wait that long"
+        ));
+    }
+    Ok(interval)
+}
+
 impl Config {
     /// The directory the web app is served from: `--static-dir` as given, except that the default,
     /// when the working directory has no `frontend/dist`, is looked for beside the binary
@@ -217,5 +229,19 @@ impl Config {
         self.public_origin
             .as_deref()
             .is_some_and(|o| o.starts_with("https://"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_commit_interval_over_a_second_is_refused_saying_why() {
+        let parse = |v: &str| Config::try_parse_from(["server", "--commit-interval", v]);
+        let config = parse("2ms").expect("2 ms is fine");
+        assert_eq!(config.commit_interval, Duration::from_millis(2));
+        let err = parse("10s").expect_err("refused").to_string();
+        assert!(err.contains("longer than a second"), "{err}");
     }
 }

@@ -157,7 +157,8 @@ fn prune(tx: &Transaction<'_>, retention: Retention, now: Timestamp) -> Result<u
         .collect::<Result<_, _>>()?;
     // Reads only the messages that go (and one more): a room's messages are stored in `seq` order,
     // and within a room a later `seq` is never stored earlier (one writer stamps each batch), so the
-    // first message new enough ends the old ones.
+    // first message new enough ends the old ones. Were the clock ever set back, a room would keep its
+    // messages until the later-stamped ones age out: retention errs towards keeping, never deleting.
     let mut first_new =
         tx.prepare("SELECT seq FROM messages WHERE room = ?1 AND ts >= ?2 ORDER BY seq LIMIT 1")?;
     let mut delete = tx.prepare("DELETE FROM messages WHERE room = ?1 AND seq < ?2")?;

@@ -8,7 +8,7 @@
 use super::io::Io;
 use axum::{
     extract::FromRequestParts,
-    http::{HeaderMap, HeaderValue, Method, StatusCode, header, request::Parts},
+    http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
 };
 use futures_util::{FutureExt, future::Either};
@@ -34,9 +34,9 @@ pub struct Handshake {
 /// Why a request is not a WebSocket upgrade.
 #[derive(Debug, thiserror::Error)]
 pub enum NotUpgrade {
-    /// Not a `GET`.
-    #[error("a WebSocket upgrade must be a GET request")]
-    Method,
+    /// A WebSocket version other than 13 (RFC 6455's): 426 naming the one this server speaks.
+    #[error("not a WebSocket upgrade: Sec-WebSocket-Version must be 13")]
+    Version,
     /// A header the handshake needs is missing or wrong.
     #[error("not a WebSocket upgrade: {0}")]
     Header(&'static str),
@@ -48,11 +48,19 @@ pub enum NotUpgrade {
 impl IntoResponse for NotUpgrade {
     fn into_response(self) -> Response {
         let status = match self {
-            NotUpgrade::Method => StatusCode::METHOD_NOT_ALLOWED,
             NotUpgrade::Header(_) => StatusCode::BAD_REQUEST,
-            NotUpgrade::NotUpgradable => StatusCode::UPGRADE_REQUIRED,
+            NotUpgrade::Version | NotUpgrade::NotUpgradable => StatusCode::UPGRADE_REQUIRED,
         };
-        (status, format!("{self}\n")).into_response()
+        let body = format!("{self}\n");
+        if matches!(self, NotUpgrade::Version) {
+            // RFC 6455, section 4.2.2: say which versions are spoken.
+            let version = (
+                header::SEC_WEBSOCKET_VERSION,
+                HeaderValue::from_static("13"),
+            );
+            return (status, [version], body).into_response();
+        }
+        (status, body).into_response()
     }
 }
 
@@ -70,9 +78,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Handshake {
     type Rejection = NotUpgrade;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        if parts.method != Method::GET {
-            return Err(NotUpgrade::Method);
-        }
+        // The route takes GET only (`crate::http`).
         let headers = &parts.headers;
         if !has_token(headers, header::CONNECTION, "upgrade") {
             return Err(NotUpgrade::Header("Connection must include upgrade"));
@@ -81,7 +87,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Handshake {
             return Err(NotUpgrade::Header("Upgrade must be websocket"));
         }
         if headers.get(header::SEC_WEBSOCKET_VERSION) != Some(&HeaderValue::from_static("13")) {
-            return Err(NotUpgrade::Header("Sec-WebSocket-Version must be 13"));
+            return Err(NotUpgrade::Version);
         }
         let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
             return Err(NotUpgrade::Header("Sec-WebSocket-Key is missing"));

@@ -70,9 +70,6 @@ impl AsyncRead for Io {
             this.take_unread(buf);
             return Poll::Ready(Ok(()));
         }
-        if buf.remaining() >= SCRATCH_BYTES {
-            return Pin::new(&mut this.tcp).poll_read(cx, buf);
-        }
         SCRATCH.with_borrow_mut(|scratch| {
             let mut read = ReadBuf::new(scratch);
             ready!(Pin::new(&mut this.tcp).poll_read(cx, &mut read))?;

@@ -27,10 +27,11 @@ use serde::Deserialize;
 use std::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-/// tungstenite keeps a buffer of this size per connection from the start, and asks the socket for at
-/// most this much at a time; [`io::Io`] reads the socket in larger reads through one buffer per thread,
-/// so this one only has to hold a frame's header and a short frame. A larger frame gets room for all of
-/// it once its header is read.
+/// tungstenite keeps a buffer of this size per connection from the start, and asks for at most this
+/// much at a time; [`io::Io`] reads the socket in larger reads through one buffer per thread, so this
+/// one only has to hold a frame's header and a short frame. A larger frame gets room for all of it once
+/// its header is read, and is taken 128 bytes at a time from what `Io` already read (copies in memory,
+/// not system calls: a 16 KiB frame is 128 of them).
 const READ_BUFFER_BYTES: usize = 128;
 /// Writes are buffered up to this size before going to the socket; a flush always writes everything.
 const WRITE_BUFFER_BYTES: usize = 8 * 1024;

@@ -1051,7 +1051,7 @@ where
             .await
     }
 
-    /// Counts a frame this session writes itself (mailbox batches are counted per batch).
+    /// Counts a frame this session writes itself (mailbox items are counted in `write_now`).
     fn count(&self, message: &ServerMessage) {
         let metrics = &self.node.metrics;
         metrics.frames_out.inc();

@@ -1,6 +1,7 @@
 //! The WebSocket handshake the server answers itself, and the bytes on either side of it: a request that
-//! is not an upgrade gets a plain 400 saying what is wrong; frames sent in the same write as the upgrade
-//! request, many frames in one write, and frames split anywhere all arrive whole and in order.
+//! is not an upgrade gets a plain 400 (426 for another protocol version) saying what is wrong; frames
+//! sent in the same write as the upgrade request, many frames in one write, and frames split anywhere
+//! all arrive whole and in order.
 
 use crate::common::{TestServer, http, masked_frame, send_masked, upgrade_request};
 use serde_json::{Value, json};
@@ -14,14 +15,9 @@ use tokio::{
 async fn requests_that_are_not_upgrades_get_400_saying_why() {
     let server = TestServer::start().await;
     let upgrade = [("Upgrade", "websocket"), ("Connection", "Upgrade")];
-    let key = ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==");
-    let cases: [(&[(&str, &str)], &str); 4] = [
+    let cases: [(&[(&str, &str)], &str); 3] = [
         (&[], "Connection must include upgrade"),
         (&[("Connection", "Upgrade")], "Upgrade must be websocket"),
-        (
-            &[upgrade[0], upgrade[1], key, ("Sec-WebSocket-Version", "8")],
-            "Sec-WebSocket-Version must be 13",
-        ),
         (
             &[upgrade[0], upgrade[1], ("Sec-WebSocket-Version", "13")],
             "Sec-WebSocket-Key is missing",
@@ -34,6 +30,22 @@ async fn requests_that_are_not_upgrades_get_400_saying_why() {
             (400, &*format!("not a WebSocket upgrade: {why}"))
         );
     }
+    // Another version of the protocol: 426, naming the one spoken here (RFC 6455, section 4.2.2).
+    let key = ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==");
+    let old = [upgrade[0], upgrade[1], key, ("Sec-WebSocket-Version", "8")];
+    let (status, head, body) = http(server.addr, "GET", "/ws", &old, "").await;
+    assert_eq!(
+        (status, body.trim()),
+        (
+            426,
+            "not a WebSocket upgrade: Sec-WebSocket-Version must be 13"
+        )
+    );
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("sec-websocket-version: 13"),
+        "{head}"
+    );
 }
 
 #[tokio::test]
