@@ -900,14 +900,13 @@ where
             listed.remove(room)
         };
         if changed {
-            let user = self.user.clone();
-            self.store_listed(&user, room, keep).await;
+            self.store_listed(&self.user, room, keep).await;
         }
     }
 
     /// Puts `room` in `user`'s stored list of rooms (`keep`) or takes it off; a failure is logged.
     /// Whether it was stored.
-    async fn store_listed(&mut self, user: &UserName, room: &RoomId, keep: bool) -> bool {
+    async fn store_listed(&self, user: &UserName, room: &RoomId, keep: bool) -> bool {
         let stored = self
             .node
             .history
@@ -983,10 +982,11 @@ where
         rx: &mut MailboxReceiver,
     ) -> Result<(), End> {
         let mut next = Some(first);
-        let mut taken = 0;
+        let (mut taken, mut frames) = (0, 0);
         while let Some(item) = next.take() {
             // Boxed: rare, and inline its state would widen every idle connection's future.
-            let wait = (self.write_now(item)?).map(|pending| Box::pin(self.write_pending(pending)));
+            let wait = (self.write_now(item, &mut frames)?)
+                .map(|pending| Box::pin(self.write_pending(pending)));
             if let Some(wait) = wait {
                 wait.await?;
             }
@@ -995,12 +995,13 @@ where
                 next = rx.try_recv();
             }
         }
+        self.node.metrics.frames_out.inc_by(frames);
         self.flush().await
     }
 
     /// Writes a mailbox item if that needs no waiting (the usual case: a delivery, with room in the
-    /// socket's buffer); what is left to do otherwise.
-    fn write_now(&mut self, item: Outbound) -> Result<Option<Pending>, End> {
+    /// socket's buffer); what is left to do otherwise. Counts a frame it queues in `frames`.
+    fn write_now(&mut self, item: Outbound, frames: &mut u64) -> Result<Option<Pending>, End> {
         let frame = match item {
             Outbound::Overflow => {
                 return Err(End::Closed(
@@ -1024,7 +1025,7 @@ where
                 published.frame.clone()
             }
         };
-        self.node.metrics.frames_out.inc();
+        *frames += 1;
         Ok(self
             .start_send_now(Message::Text(frame))?
             .map(Pending::Send))
@@ -1051,7 +1052,7 @@ where
             .await
     }
 
-    /// Counts a frame this session writes itself (mailbox items are counted in `write_now`).
+    /// Counts a frame this session writes itself (mailbox batches are counted per batch).
     fn count(&self, message: &ServerMessage) {
         let metrics = &self.node.metrics;
         metrics.frames_out.inc();
