@@ -256,12 +256,7 @@ mod tests {
     use crate::mailbox::mailbox;
 
     fn published(room: &RoomId, seq: u64) -> Arc<Published> {
-        Arc::new(Published {
-            room: room.clone(),
-            seq,
-            timestamp: shared::Timestamp::from_unix_ms(0),
-            frame: "{}".into(),
-        })
+        Published::new(room.clone(), seq, shared::Timestamp::from_unix_ms(0), "{}")
     }
 
     #[tokio::test]

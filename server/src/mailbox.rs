@@ -12,6 +12,7 @@
 //! allocate its first block of slots up front, 1.3 KB), and one that emptied after a burst gives its
 //! buffer back.
 
+use bytes::Bytes;
 use futures_util::task::AtomicWaker;
 use shared::{RoomId, Seq, Timestamp};
 use std::{
@@ -24,7 +25,7 @@ use std::{
 };
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-/// A chat message as published to a room: serialized once, shared by every recipient.
+/// A chat message as published to a room: serialized and framed once, shared by every recipient.
 #[derive(Debug)]
 pub struct Published {
     /// The room it was published in.
@@ -33,8 +34,26 @@ pub struct Published {
     pub seq: Seq,
     /// When it was stored.
     pub timestamp: Timestamp,
-    /// The `chat` frame, ready to write.
-    pub frame: Utf8Bytes,
+    /// The WebSocket frame of its `chat` message, the bytes written to every recipient.
+    pub frame: Bytes,
+}
+
+impl Published {
+    /// `json` (a `chat` message), framed for every connection it goes to.
+    pub fn new(room: RoomId, seq: Seq, timestamp: Timestamp, json: &str) -> Arc<Self> {
+        Arc::new(Self {
+            room,
+            seq,
+            timestamp,
+            frame: crate::ws::io::text_frame(json.as_bytes()),
+        })
+    }
+
+    /// The message's JSON.
+    #[cfg(test)]
+    pub fn text(&self) -> &str {
+        std::str::from_utf8(crate::ws::io::frame_payload(&self.frame)).expect("a text frame")
+    }
 }
 
 /// An item in a mailbox.

@@ -120,13 +120,17 @@ mod tests {
     use super::*;
     use shared::RoomId;
 
+    /// A message whose frame is `size` bytes (header included: that is what is held).
     fn frame(seq: Seq, size: usize) -> Arc<Published> {
-        Arc::new(Published {
-            room: RoomId::lobby(),
+        let header = if size - 2 <= 125 { 2 } else { 4 };
+        let published = Published::new(
+            RoomId::lobby(),
             seq,
-            timestamp: Timestamp::from_unix_ms(seq as i64 * 1000),
-            frame: "x".repeat(size).into(),
-        })
+            Timestamp::from_unix_ms(seq as i64 * 1000),
+            &"x".repeat(size - header),
+        );
+        assert_eq!(published.frame.len(), size);
+        published
     }
 
     fn seqs(frames: Option<Vec<Arc<Published>>>) -> Option<Vec<Seq>> {

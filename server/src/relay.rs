@@ -191,13 +191,8 @@ async fn store_and_publish(
                         .observe(accepted.elapsed().as_secs_f64());
                     if !history.broadcasts() {
                         let timestamp = stored.timestamp;
-                        let frame = stored.into_frame().to_json().into();
-                        let published = Arc::new(Published {
-                            room: room.clone(),
-                            seq,
-                            timestamp,
-                            frame,
-                        });
+                        let json = stored.into_frame().to_json();
+                        let published = Published::new(room.clone(), seq, timestamp, &json);
                         sequencer.deliver(&published, Some(origin));
                     }
                 }
@@ -252,7 +247,7 @@ mod tests {
         std::iter::from_fn(|| rx.try_recv())
             .map(|item| match item {
                 Outbound::Direct(f) => serde_json::from_str(f.as_str()).expect("json"),
-                Outbound::Delivery(p) => serde_json::from_str(p.frame.as_str()).expect("json"),
+                Outbound::Delivery(p) => serde_json::from_str(p.text()).expect("json"),
                 other => panic!("unexpected {other:?}"),
             })
             .collect()

@@ -251,19 +251,19 @@ mod tests {
     use shared::UserName;
 
     fn published(room: &RoomId, seq: Seq) -> Arc<Published> {
-        Arc::new(Published {
-            room: room.clone(),
+        Published::new(
+            room.clone(),
             seq,
-            timestamp: Timestamp::from_unix_ms(seq as i64),
-            frame: format!("{seq}").into(),
-        })
+            Timestamp::from_unix_ms(seq as i64),
+            &seq.to_string(),
+        )
     }
 
     fn drain(rx: &mut crate::mailbox::MailboxReceiver) -> Vec<String> {
         let mut out = Vec::new();
         while let Some(item) = rx.try_recv() {
             match item {
-                Outbound::Delivery(p) => out.push(format!("chat {}", p.frame.as_str())),
+                Outbound::Delivery(p) => out.push(format!("chat {}", p.text())),
                 Outbound::Direct(f) => out.push(f.as_str().to_owned()),
                 other => out.push(format!("{other:?}")),
             }

@@ -281,12 +281,7 @@ fn parse(room: &RoomId, payload: &str) -> Payload {
 
 fn published(message: StoredMessage) -> Arc<Published> {
     let (room, seq, timestamp) = (message.room.clone(), message.seq, message.timestamp);
-    Arc::new(Published {
-        room,
-        seq,
-        timestamp,
-        frame: message.into_frame().to_json().into(),
-    })
+    Published::new(room, seq, timestamp, &message.into_frame().to_json())
 }
 
 #[cfg(test)]

@@ -33,8 +33,10 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 /// its header is read, and is taken 128 bytes at a time from what `Io` already read (copies in memory,
 /// not system calls: a 16 KiB frame is 128 of them).
 const READ_BUFFER_BYTES: usize = 128;
-/// Writes are buffered up to this size before going to the socket; a flush always writes everything.
-const WRITE_BUFFER_BYTES: usize = 8 * 1024;
+/// tungstenite writes only control frames (a pong, the close frame): each goes at once into
+/// [`io::Io`]'s write buffer, where the session queues its own frames itself. This bounds what tungstenite
+/// holds while that buffer is full (a control frame's payload is at most 125 bytes).
+const CONTROL_BUFFER_BYTES: usize = 1024;
 
 /// Query parameters of `GET /ws`.
 #[derive(Debug, Deserialize)]
@@ -159,8 +161,8 @@ pub async fn upgrade(
     let max = node.config.max_message_bytes;
     let config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER_BYTES)
-        .write_buffer_size(WRITE_BUFFER_BYTES)
-        .max_write_buffer_size(WRITE_BUFFER_BYTES + 4 * max)
+        .write_buffer_size(0)
+        .max_write_buffer_size(CONTROL_BUFFER_BYTES)
         .max_message_size(Some(max))
         .max_frame_size(Some(max));
     let tracked = node.tasks.token();

@@ -29,8 +29,13 @@
 //! When the node still holds every frame the client missed ([`crate::recent`]), the replay writes those
 //! instead of reading history; it ends at the last `seq` delivered, and the overlap is removed the same way.
 //!
-//! The session is generic over the socket (any `Stream` + `Sink` of tungstenite WebSocket messages), so
-//! its logic does not depend on a real network connection.
+//! **Writing.** Every frame the session sends goes into the connection's write buffer
+//! ([`crate::ws::io`]): a room message's frame as it was encoded once for all its recipients, the
+//! session's own frames encoded straight into the buffer. tungstenite reads frames and writes only its
+//! control frames (a pong, the close frame), which go into the same buffer whole.
+//!
+//! The session is generic over the socket (a `Stream` + `Sink` of tungstenite WebSocket messages that
+//! also takes frames, [`Frames`]), so its logic does not depend on a real network connection.
 
 use crate::{
     access::AccessError,
@@ -40,6 +45,7 @@ use crate::{
     mailbox::{Mailbox, MailboxReceiver, Outbound, Published},
     node::Node,
     relay::AppendRequest,
+    ws::io::Frames,
 };
 use futures_util::{FutureExt, Sink, SinkExt, Stream, StreamExt};
 use rustc_hash::FxHashMap;
@@ -51,7 +57,7 @@ use std::{
     future::Future,
     net::IpAddr,
     sync::Arc,
-    task::{Context, Poll, Waker},
+    task::{Context, Poll, Waker, ready},
     time::{Duration, Instant},
 };
 use tokio::time::sleep_until;
@@ -106,11 +112,22 @@ enum End {
     Stuck,
 }
 
+/// A frame for the connection's write buffer ([`Frames`]).
+#[derive(Debug)]
+enum Out {
+    /// A room message, its frame encoded once for every recipient.
+    Shared(Arc<Published>),
+    /// A frame for this connection alone, by its text.
+    Own(Utf8Bytes),
+    /// A WebSocket Ping.
+    Ping,
+}
+
 /// A mailbox item that could not be written without waiting.
 #[derive(Debug)]
 enum Pending {
-    /// A frame the socket's buffer had no room for yet.
-    Send(Message),
+    /// A frame the write buffer had no room for yet.
+    Queue(Out),
     /// The connection was taken out of this room: say so (`left`).
     Left(RoomId),
     /// The account's list of rooms changed: send it again.
@@ -202,7 +219,7 @@ struct Session<S> {
 /// from (an `async fn` keeps its arguments' space for its whole life: 0.5 KB per connection).
 pub fn run<S>(socket: S, node: Node, peer: Peer) -> impl Future<Output = ()>
 where
-    S: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin,
+    S: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Frames + Unpin,
 {
     let conn = peer.conn;
     let (mailbox, rx) = peer.mailbox;
@@ -250,7 +267,7 @@ where
 
 impl<S> Session<S>
 where
-    S: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Unpin,
+    S: Stream<Item = Result<Message, WsError>> + Sink<Message, Error = WsError> + Frames + Unpin,
 {
     /// After the session ended for `end`: leaves its rooms, counts and logs the end.
     fn finish(&self, end: End, started: Instant) {
@@ -341,7 +358,7 @@ where
                         let pinged = if now >= next_ping {
                             // As an interval that delays missed ticks: a ping every `ping_every` at most.
                             next_ping = now + ping_every;
-                            self.write(Message::Ping(Default::default()), true).await
+                            self.ping().await
                         } else {
                             Ok(())
                         };
@@ -830,8 +847,7 @@ where
     ) -> Result<(), End> {
         self.node.metrics.frames_out.inc_by(frames.len() as u64);
         for published in frames {
-            self.write(Message::Text(published.frame.clone()), false)
-                .await?;
+            self.queue(Out::Shared(published)).await?;
         }
         self.joined(room, head).await
     }
@@ -939,7 +955,14 @@ where
         let presence = crate::presence::for_joiner(&node.hub, node.broker.as_deref(), &room).await;
         self.send(&ServerMessage::Joined { room, head }).await?;
         self.node.metrics.frames_out.inc();
-        self.write(Message::Text(presence), true).await
+        self.queue(Out::Own(presence)).await?;
+        self.flush().await
+    }
+
+    /// Sends a WebSocket Ping (its answer, a Pong, counts as hearing from the peer).
+    async fn ping(&mut self) -> Result<(), End> {
+        self.queue(Out::Ping).await?;
+        self.flush().await
     }
 
     /// Answers a `history` request with the page of `room` before `before`.
@@ -1009,7 +1032,7 @@ where
                     "too slow: outgoing queue overflowed",
                 ));
             }
-            Outbound::Direct(frame) => frame,
+            Outbound::Direct(text) => Out::Own(text),
             Outbound::Evicted(room) => {
                 return Ok(self.rooms.remove(&room).map(|_| Pending::Left(room)));
             }
@@ -1022,34 +1045,30 @@ where
                     return Ok(None); // already written by a replay
                 }
                 *last = Some(published.seq);
-                published.frame.clone()
+                Out::Shared(published)
             }
         };
         *frames += 1;
-        Ok(self
-            .start_send_now(Message::Text(frame))?
-            .map(Pending::Send))
+        Ok(self.queue_now(frame)?.map(Pending::Queue))
     }
 
     /// Does what [`Session::write_now`] could not without waiting.
     async fn write_pending(&mut self, pending: Pending) -> Result<(), End> {
         match pending {
-            Pending::Send(message) => self.send_when_ready(message).await,
+            Pending::Queue(out) => self.queue_when_ready(out).await,
             Pending::Left(room) => self.feed(&ServerMessage::Left { room }).await,
             Pending::Relist => self.send_room_list().await,
         }
     }
 
     async fn send(&mut self, message: &ServerMessage) -> Result<(), End> {
-        self.count(message);
-        self.write(Message::Text(message.to_json().into()), true)
-            .await
+        self.feed(message).await?;
+        self.flush().await
     }
 
     async fn feed(&mut self, message: &ServerMessage) -> Result<(), End> {
         self.count(message);
-        self.write(Message::Text(message.to_json().into()), false)
-            .await
+        self.queue(Out::Own(message.to_json().into())).await
     }
 
     /// Counts a frame this session writes itself (mailbox batches are counted per batch).
@@ -1061,42 +1080,46 @@ where
         }
     }
 
-    /// Queues `message` in the socket's write buffer and, if `flush`, writes it all out. Only a step that
-    /// cannot finish at once waits, under the write deadline ([`guarded`]): the usual write, with room in
-    /// the buffers, arms no timer and registers no waiter.
-    async fn write(&mut self, message: Message, flush: bool) -> Result<(), End> {
-        if let Some(message) = self.start_send_now(message)? {
-            // The socket's buffer is full. Boxed: the wait's state would otherwise widen every idle
-            // connection's future, and a write waits only when the peer reads slowly.
-            Box::pin(self.send_when_ready(message)).await?;
+    /// Queues `out` in the connection's write buffer. Only a full buffer waits, under the write deadline
+    /// ([`guarded`]): the usual write, with room in the buffer, arms no timer and registers no waiter.
+    async fn queue(&mut self, out: Out) -> Result<(), End> {
+        if let Some(out) = self.queue_now(out)? {
+            // The buffer is full. Boxed: the wait's state would otherwise widen every idle connection's
+            // future, and a write waits only when the peer reads slowly.
+            Box::pin(self.queue_when_ready(out)).await?;
         }
-        if flush { self.flush().await } else { Ok(()) }
+        Ok(())
     }
 
-    /// Queues `message` if the socket's buffer has room now; gives it back if not.
-    fn start_send_now(&mut self, message: Message) -> Result<Option<Message>, End> {
-        let mut now = Context::from_waker(Waker::noop());
-        match Self::poll_ready(&mut self.socket, &mut now) {
-            Poll::Pending => Ok(Some(message)),
+    /// Queues `out` if the write buffer has room now; gives it back if not.
+    fn queue_now(&mut self, out: Out) -> Result<Option<Out>, End> {
+        match Self::poll_room(&mut self.socket, &mut Context::from_waker(Waker::noop())) {
+            Poll::Pending => Ok(Some(out)),
             Poll::Ready(Err(_)) => Err(End::WriteFailed),
-            Poll::Ready(Ok(())) => self
-                .socket
-                .start_send_unpin(message)
-                .map(|()| None)
-                .map_err(|_| End::WriteFailed),
+            Poll::Ready(Ok(())) => {
+                self.push(out);
+                Ok(None)
+            }
         }
     }
 
-    /// Queues `message` once the socket's buffer has room, under the write deadline.
-    async fn send_when_ready(&mut self, message: Message) -> Result<(), End> {
-        self.wait_for(Self::poll_ready).await?;
-        self.socket
-            .start_send_unpin(message)
-            .map_err(|_| End::WriteFailed)
+    /// Queues `out` once the write buffer has room, under the write deadline.
+    async fn queue_when_ready(&mut self, out: Out) -> Result<(), End> {
+        self.wait_for(Self::poll_room).await?;
+        self.push(out);
+        Ok(())
     }
 
-    /// Writes out the socket's buffer: at once when the socket takes it all, else under the write
-    /// deadline.
+    /// Copies `out`'s frame into the write buffer.
+    fn push(&mut self, out: Out) {
+        match out {
+            Out::Shared(published) => self.socket.push_frame(&published.frame),
+            Out::Own(text) => self.socket.push_text(text.as_str().as_bytes()),
+            Out::Ping => self.socket.push_ping(),
+        }
+    }
+
+    /// Writes out the write buffer: at once when the socket takes it all, else under the write deadline.
     async fn flush(&mut self) -> Result<(), End> {
         let flushed = Self::poll_flush(&mut self.socket, &mut Context::from_waker(Waker::noop()));
         match flushed {
@@ -1106,8 +1129,15 @@ where
         }
     }
 
-    fn poll_ready(socket: &mut S, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
-        socket.poll_ready_unpin(cx)
+    /// Ready once a frame may be queued: whatever tungstenite still holds (a refused frame of its own)
+    /// has gone into the buffer before it, and the buffer has room (else it is written out first).
+    fn poll_room(socket: &mut S, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
+        ready!(socket.poll_ready_unpin(cx))?;
+        if socket.has_room() {
+            Poll::Ready(Ok(()))
+        } else {
+            socket.poll_flush_unpin(cx)
+        }
     }
 
     fn poll_flush(socket: &mut S, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
