@@ -18,7 +18,9 @@
 //! the copies but cost more in the kernel than they did.) Frames enter the buffer whole and in the order
 //! they were queued, so the stream is the same as if one writer had written them all. The buffer takes
 //! frames while it holds less than [`QUEUE_BYTES`] (a larger frame still fits in an empty buffer); past
-//! that the writer waits for the socket. An emptied buffer keeps at most [`KEPT_BYTES`] of memory.
+//! that the writer waits for the socket. The buffer is allocated when a frame comes ([`FIRST_BYTES`], so
+//! that a batch of frames usually takes one allocation) and freed once it is written out: an idle
+//! connection holds no write buffer either.
 
 use bytes::{Buf, Bytes};
 use std::{
@@ -43,8 +45,8 @@ use tokio_tungstenite::{
 pub const SCRATCH_BYTES: usize = 16 * 1024;
 /// The write buffer takes no more frames once it holds this much: the writer flushes first.
 pub const QUEUE_BYTES: usize = 64 * 1024;
-/// An emptied write buffer with more room than this gives its memory back.
-pub const KEPT_BYTES: usize = 1024;
+/// The write buffer's first allocation.
+pub const FIRST_BYTES: usize = 1024;
 
 thread_local! {
     /// Where reads from sockets land on this thread, before tungstenite takes its part.
@@ -117,17 +119,25 @@ impl Io {
 
     /// Queues a frame encoded once for many connections ([`text_frame`]).
     pub fn push_frame(&mut self, frame: &[u8]) {
-        self.out.extend_from_slice(frame);
+        self.buffer().extend_from_slice(frame);
     }
 
     /// Queues a text frame with `payload`.
     pub fn push_text(&mut self, payload: &[u8]) {
-        put_frame(&mut self.out, OpCode::Data(Data::Text), payload);
+        put_frame(self.buffer(), OpCode::Data(Data::Text), payload);
     }
 
     /// Queues a Ping frame with no payload.
     pub fn push_ping(&mut self) {
-        put_frame(&mut self.out, OpCode::Control(Control::Ping), &[]);
+        put_frame(self.buffer(), OpCode::Control(Control::Ping), &[]);
+    }
+
+    /// The write buffer, allocated if it was not.
+    fn buffer(&mut self) -> &mut Vec<u8> {
+        if self.out.capacity() == 0 {
+            self.out.reserve(FIRST_BYTES);
+        }
+        &mut self.out
     }
 
     /// Moves what `buf` has room for from `unread`, freeing `unread`'s memory once it is all taken.
@@ -156,11 +166,7 @@ impl Io {
             }
         };
         if written == self.out.len() {
-            if self.out.capacity() > KEPT_BYTES {
-                self.out = Vec::new();
-            } else {
-                self.out.clear();
-            }
+            self.out = Vec::new();
         } else {
             self.out.drain(..written);
         }
@@ -236,7 +242,7 @@ impl AsyncWrite for Io {
         if !this.has_room() {
             ready!(this.poll_write_out(cx))?;
         }
-        this.out.extend_from_slice(buf);
+        this.buffer().extend_from_slice(buf);
         Poll::Ready(Ok(buf.len()))
     }
 
