@@ -1,8 +1,9 @@
 //! The relay: the one writer of room history on this node, and the publisher of what it writes.
 //!
 //! Connections submit [`AppendRequest`]s into a bounded queue. The relay task takes every request waiting
-//! (up to [`MAX_BATCH`]), stores them with one [`History::append_batch`] call (one commit, or one Redis
-//! pipeline), and only then, in `seq` order, hands each new message to the [`Sequencer`] and acknowledges
+//! (up to [`MAX_BATCH`]; it first lets the connections already woken run, so that chats read in the same
+//! round, a burst from many senders, share a commit instead of the first going alone), stores them with
+//! one [`History::append_batch`] call (one commit, or one Redis pipeline), and only then, in `seq` order, hands each new message to the [`Sequencer`] and acknowledges
 //! it to its sender. So:
 //! - an `ack` always means "durably stored", and never overtakes an earlier message of its room;
 //! - every room's messages are published in `seq` order with no gaps: in the embedded mode one task
@@ -113,6 +114,14 @@ async fn run(
             received = rx.recv_many(&mut batch, MAX_BATCH) => {
                 if received == 0 {
                     break;
+                }
+                if batch.len() < MAX_BATCH {
+                    // Let the connections already woken with chats to send queue them first: a burst
+                    // of chats read together shares a commit instead of the first going alone.
+                    tokio::task::yield_now().await;
+                    while batch.len() < MAX_BATCH && let Ok(request) = rx.try_recv() {
+                        batch.push(request);
+                    }
                 }
                 if batch.len() < MAX_BATCH && next_commit > tokio::time::Instant::now() {
                     // Too soon after the last commit: what queues meanwhile joins this one.
@@ -308,6 +317,66 @@ mod tests {
         assert_eq!(seqs, [2, 3, 4]);
         let counted = metrics.render(0, 0);
         for line in ["chat_commits_total 2", "chat_chats_stored_total 4"] {
+            assert!(counted.lines().any(|l| l == line), "{line} in {counted}");
+        }
+        drop(relay);
+        task.await
+            .expect("the relay ends when its handles are gone");
+    }
+
+    #[tokio::test]
+    async fn chats_from_connections_woken_together_share_a_commit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let history = Arc::new(SqliteHistory::new(
+            Database::open(dir.path()).expect("open"),
+        ));
+        let sequencer = Arc::new(Sequencer::new(
+            Arc::new(Hub::default()),
+            crate::recent::FRAMES,
+        ));
+        let metrics = Arc::new(Metrics::default());
+        let keep_all = Retention {
+            count: 0,
+            age: Duration::ZERO,
+        };
+        let (relay, task) = spawn(
+            history,
+            sequencer,
+            Arc::clone(&metrics),
+            keep_all,
+            Duration::ZERO,
+        );
+        let (sender, mut rx) = mailbox(1 << 20);
+        // Nine connections whose chats are read in the same round as the first one's, after it has
+        // woken the relay (on this one-thread runtime, they run after the relay was queued).
+        let woken = Arc::new(tokio::sync::Notify::new());
+        let others: Vec<_> = (2..=10)
+            .map(|i| {
+                let (relay, woken, sender) = (relay.clone(), Arc::clone(&woken), sender.clone());
+                tokio::spawn(async move {
+                    woken.notified().await;
+                    let id = format!("k{i}");
+                    relay.submit(request(&id, &id, i, &sender)).await
+                })
+            })
+            .collect();
+        tokio::task::yield_now().await; // they all wait
+        relay
+            .submit(request("k1", "k1", 1, &sender))
+            .await
+            .expect("submit");
+        woken.notify_waiters();
+        for other in others {
+            other.await.expect("task").expect("submit");
+        }
+        let seqs: Vec<_> = acks(&mut rx, 10)
+            .await
+            .iter()
+            .map(|a| a["seq"].as_u64().expect("seq"))
+            .collect();
+        assert_eq!(seqs, (1..=10).collect::<Vec<_>>());
+        let counted = metrics.render(0, 0);
+        for line in ["chat_commits_total 1", "chat_chats_stored_total 10"] {
             assert!(counted.lines().any(|l| l == line), "{line} in {counted}");
         }
         drop(relay);
