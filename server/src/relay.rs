@@ -1,10 +1,11 @@
 //! The relay: the one writer of room history on this node, and the publisher of what it writes.
 //!
 //! Connections submit [`AppendRequest`]s into a bounded queue. The relay task takes every request waiting
-//! (up to [`MAX_BATCH`]; it first lets the connections already woken run, so that chats read in the same
-//! round, a burst from many senders, share a commit instead of the first going alone), stores them with
-//! one [`History::append_batch`] call (one commit, or one Redis pipeline), and only then, in `seq` order, hands each new message to the [`Sequencer`] and acknowledges
-//! it to its sender. So:
+//! (up to [`MAX_BATCH`]; it first lets the connections already woken run, for as long as they queue more
+//! and at most a few rounds, so that a burst of chats from many senders shares a commit instead of the
+//! first going alone), stores them with one [`History::append_batch`] call (one commit, or one Redis
+//! pipeline), and only then, in `seq` order, hands each new message to the [`Sequencer`] and
+//! acknowledges it to its sender. So:
 //! - an `ack` always means "durably stored", and never overtakes an earlier message of its room;
 //! - every room's messages are published in `seq` order with no gaps: in the embedded mode one task
 //!   assigns and publishes them; in the Redis mode the store publishes them itself, in `seq` order
@@ -39,6 +40,10 @@ use tokio::{sync::mpsc, task::JoinHandle};
 pub const MAX_BATCH: usize = 512;
 /// Requests that may wait for the relay before submitters wait too.
 const QUEUE_CAPACITY: usize = 4096;
+/// Most rounds of letting woken connections queue their chats before a commit ([`gather`]). More
+/// measured no better than four: at 1,000 clients, 0.71x the CPU per delivery of one round; 16, 0.97x
+/// of four.
+const GATHER_ROUNDS: usize = 4;
 /// How often retention is applied.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
@@ -115,14 +120,7 @@ async fn run(
                 if received == 0 {
                     break;
                 }
-                if batch.len() < MAX_BATCH {
-                    // Let the connections already woken with chats to send queue them first: a burst
-                    // of chats read together shares a commit instead of the first going alone.
-                    tokio::task::yield_now().await;
-                    while batch.len() < MAX_BATCH && let Ok(request) = rx.try_recv() {
-                        batch.push(request);
-                    }
-                }
+                gather(&mut rx, &mut batch).await;
                 if batch.len() < MAX_BATCH && next_commit > tokio::time::Instant::now() {
                     // Too soon after the last commit: what queues meanwhile joins this one.
                     tokio::time::sleep_until(next_commit).await;
@@ -147,6 +145,28 @@ async fn run(
         }
     }
     tracing::debug!("relay stopped");
+}
+
+/// Lets the connections already woken run before a commit, taking what they queue, for as long as
+/// they queue more (at most [`GATHER_ROUNDS`] times): a burst of chats read in the same rounds shares
+/// one commit instead of the first going alone, and its recipients get it in one write. Each round is a
+/// yield to the runtime, which runs every task that is ready (and polls the sockets) first.
+async fn gather(rx: &mut mpsc::Receiver<AppendRequest>, batch: &mut Vec<AppendRequest>) {
+    for _ in 0..GATHER_ROUNDS {
+        if batch.len() >= MAX_BATCH {
+            return;
+        }
+        let before = batch.len();
+        tokio::task::yield_now().await;
+        while batch.len() < MAX_BATCH
+            && let Ok(request) = rx.try_recv()
+        {
+            batch.push(request);
+        }
+        if batch.len() == before {
+            return;
+        }
+    }
 }
 
 async fn store_and_publish(
