@@ -91,7 +91,9 @@ run() {
       alone storm-10000 storm --clients 10000 --behind 100 ;;
     acks)
       alone acks-10 acks --senders 10 --window 32 --duration 8
-      alone acks-100 acks --senders 100 --window 16 --duration 8 ;;
+      # 8 in flight each: with 16, the server (25k acks, 2.5M deliveries a second) outran what the
+      # generator can read, and its slowest connections were closed with 1013, as slow readers are.
+      alone acks-100 acks --senders 100 --window 8 --duration 8 ;;
     redis) run_redis ;;
     *) echo "unknown benchmark $1" >&2; exit 2 ;;
   esac
