@@ -150,7 +150,7 @@ async fn run(
 /// Lets the connections already woken run before a commit, taking what they queue, for as long as
 /// they queue more (at most [`GATHER_ROUNDS`] times): a burst of chats read in the same rounds shares
 /// one commit instead of the first going alone, and its recipients get it in one write. Each round is a
-/// yield to the runtime, which runs every task that is ready (and polls the sockets) first.
+/// yield to the runtime, which runs the tasks that are ready and polls the sockets before it comes back.
 async fn gather(rx: &mut mpsc::Receiver<AppendRequest>, batch: &mut Vec<AppendRequest>) {
     for _ in 0..GATHER_ROUNDS {
         if batch.len() >= MAX_BATCH {

@@ -1023,7 +1023,7 @@ where
     }
 
     /// Writes a mailbox item if that needs no waiting (the usual case: a delivery, with room in the
-    /// socket's buffer); what is left to do otherwise. Counts a frame it queues in `frames`.
+    /// write buffer); what is left to do otherwise. Counts a frame it queues in `frames`.
     fn write_now(&mut self, item: Outbound, frames: &mut u64) -> Result<Option<Pending>, End> {
         let frame = match item {
             Outbound::Overflow => {
@@ -1124,13 +1124,16 @@ where
         let flushed = Self::poll_flush(&mut self.socket, &mut Context::from_waker(Waker::noop()));
         match flushed {
             Poll::Ready(done) => done.map_err(|_| End::WriteFailed),
-            // Boxed, as in `write`.
+            // Boxed, as in `queue`.
             Poll::Pending => Box::pin(self.wait_for(Self::poll_flush)).await,
         }
     }
 
-    /// Ready once a frame may be queued: whatever tungstenite still holds (a refused frame of its own)
-    /// has gone into the buffer before it, and the buffer has room (else it is written out first).
+    /// Ready once a frame may be queued: the buffer has room (else it is written out first), and a
+    /// frame tungstenite was refused by a full buffer through `start_send` (the close frame) has gone
+    /// in before it. A pong tungstenite holds because the buffer was full when it read a ping goes in
+    /// whole at its next write, after frames queued meanwhile: control frames may come between
+    /// messages.
     fn poll_room(socket: &mut S, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
         ready!(socket.poll_ready_unpin(cx))?;
         if socket.has_room() {
