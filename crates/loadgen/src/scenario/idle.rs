@@ -1,13 +1,14 @@
 //! Idle: N connections held open; the server's resident memory per connection.
 //!
-//! The server's RSS is read before the first connection and again after all of them have been open for
-//! `--hold` seconds (answering the server's pings meanwhile); the difference over N is the figure.
-//! At the end every connection must still be open.
+//! The server's RSS is read before the first connection, once it has settled (a server listens before
+//! its own start-up allocations are all done, and those are not any connection's), and again after all
+//! of them have been open for `--hold` seconds (answering the server's pings meanwhile); the difference
+//! over N is the figure. At the end every connection must still be open.
 
 use super::{Env, Progress, RunError, connect_all};
 use crate::{
     conn::Ws,
-    measure::{Clock, round3},
+    measure::{Clock, Processes, round3},
     protocol::{Incoming, Protocol},
 };
 use futures_util::{SinkExt, StreamExt};
@@ -51,7 +52,7 @@ pub struct Summary {
 /// Runs an idle hold.
 pub async fn run(args: &Args, env: &Env) -> Result<Summary, RunError> {
     let protocol = env.target.protocol;
-    let before = env.processes.server_rss();
+    let before = settled_rss(&env.processes).await;
     let clock = Clock::start();
     let clients = connect_all(&env.target, args.clients, None).await?;
     let connect_s = clock.seconds();
@@ -91,6 +92,26 @@ pub async fn run(args: &Args, env: &Env) -> Result<Summary, RunError> {
         ok: problems.is_empty(),
         problems,
     })
+}
+
+/// The server's RSS once it has stayed within 64 KiB for three readings 100 ms apart (at most 5 s).
+async fn settled_rss(processes: &Processes) -> u64 {
+    let mut last = processes.server_rss();
+    let mut steady = 0;
+    for _ in 0..50 {
+        if steady == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = processes.server_rss();
+        steady = if now.abs_diff(last) <= 64 * 1024 {
+            steady + 1
+        } else {
+            0
+        };
+        last = now;
+    }
+    last
 }
 
 /// Reads until the server closes (pings are answered: by tungstenite, or here for Socket.IO).
