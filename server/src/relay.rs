@@ -294,9 +294,10 @@ mod tests {
         acks
     }
 
-    #[tokio::test]
-    async fn with_a_commit_interval_what_queues_meanwhile_shares_the_next_commit() {
-        const INTERVAL: Duration = Duration::from_secs(1);
+    /// A relay over a new SQLite file (kept while the directory lives), keeping every message.
+    fn started(
+        commit_interval: Duration,
+    ) -> (tempfile::TempDir, RelayHandle, JoinHandle<()>, Arc<Metrics>) {
         let dir = tempfile::tempdir().expect("tempdir");
         let history = Arc::new(SqliteHistory::new(
             Database::open(dir.path()).expect("open"),
@@ -310,7 +311,28 @@ mod tests {
             count: 0,
             age: Duration::ZERO,
         };
-        let (relay, task) = spawn(history, sequencer, Arc::clone(&metrics), keep_all, INTERVAL);
+        let (relay, task) = spawn(
+            history,
+            sequencer,
+            Arc::clone(&metrics),
+            keep_all,
+            commit_interval,
+        );
+        (dir, relay, task, metrics)
+    }
+
+    /// Asserts each of `lines` is a line of `/metrics`.
+    fn assert_counted(metrics: &Metrics, lines: &[&str]) {
+        let counted = metrics.render(0, 0);
+        for line in lines {
+            assert!(counted.lines().any(|l| l == *line), "{line} in {counted}");
+        }
+    }
+
+    #[tokio::test]
+    async fn with_a_commit_interval_what_queues_meanwhile_shares_the_next_commit() {
+        const INTERVAL: Duration = Duration::from_secs(1);
+        let (_dir, relay, task, metrics) = started(INTERVAL);
         let (sender, mut rx) = mailbox(1 << 20);
         let started = std::time::Instant::now();
         relay
@@ -335,10 +357,10 @@ mod tests {
         );
         let seqs: Vec<_> = acked.iter().map(|a| a["seq"].clone()).collect();
         assert_eq!(seqs, [2, 3, 4]);
-        let counted = metrics.render(0, 0);
-        for line in ["chat_commits_total 2", "chat_chats_stored_total 4"] {
-            assert!(counted.lines().any(|l| l == line), "{line} in {counted}");
-        }
+        assert_counted(
+            &metrics,
+            &["chat_commits_total 2", "chat_chats_stored_total 4"],
+        );
         drop(relay);
         task.await
             .expect("the relay ends when its handles are gone");
@@ -346,26 +368,7 @@ mod tests {
 
     #[tokio::test]
     async fn chats_from_connections_woken_together_share_a_commit() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let history = Arc::new(SqliteHistory::new(
-            Database::open(dir.path()).expect("open"),
-        ));
-        let sequencer = Arc::new(Sequencer::new(
-            Arc::new(Hub::default()),
-            crate::recent::FRAMES,
-        ));
-        let metrics = Arc::new(Metrics::default());
-        let keep_all = Retention {
-            count: 0,
-            age: Duration::ZERO,
-        };
-        let (relay, task) = spawn(
-            history,
-            sequencer,
-            Arc::clone(&metrics),
-            keep_all,
-            Duration::ZERO,
-        );
+        let (_dir, relay, task, metrics) = started(Duration::ZERO);
         let (sender, mut rx) = mailbox(1 << 20);
         // Nine connections whose chats are read in the same round as the first one's, after it has
         // woken the relay (on this one-thread runtime, they run after the relay was queued).
@@ -395,10 +398,10 @@ mod tests {
             .map(|a| a["seq"].as_u64().expect("seq"))
             .collect();
         assert_eq!(seqs, (1..=10).collect::<Vec<_>>());
-        let counted = metrics.render(0, 0);
-        for line in ["chat_commits_total 1", "chat_chats_stored_total 10"] {
-            assert!(counted.lines().any(|l| l == line), "{line} in {counted}");
-        }
+        assert_counted(
+            &metrics,
+            &["chat_commits_total 1", "chat_chats_stored_total 10"],
+        );
         drop(relay);
         task.await
             .expect("the relay ends when its handles are gone");

@@ -164,10 +164,11 @@ fn prune(tx: &Transaction<'_>, retention: Retention, now: Timestamp) -> Result<u
     let mut delete = tx.prepare("DELETE FROM messages WHERE room = ?1 AND seq < ?2")?;
     let mut deleted = 0;
     for (room, head) in heads {
-        let mut keep_from = 1;
-        if retention.count > 0 {
-            keep_from = head - retention.count as i64 + 1;
-        }
+        let mut keep_from = if retention.count > 0 {
+            head - retention.count as i64 + 1
+        } else {
+            1
+        };
         if let Some(cutoff) = cutoff {
             let first: Option<i64> = first_new
                 .query_row(params![room, cutoff], |r| r.get(0))
