@@ -87,6 +87,31 @@ const MIGRATIONS: &[&str] = &[
     // its pages in every commit: 6% of the CPU per acked chat); retention by age now walks each room's
     // oldest messages in `seq` order instead (`history::sqlite::prune`).
     "DROP INDEX IF EXISTS messages_by_time;",
+    // 5: a message names its room and sender by a number from `names` instead of repeating both strings
+    // in its row and in the dedupe index's entry. A stored chat took 183 bytes (a 16-character room,
+    // a 22-character guest name); it now takes about 110, so every commit writes fewer WAL pages and
+    // every checkpoint copies fewer (a tenth less CPU per acked chat). Names are never deleted.
+    "CREATE TABLE names (
+        id   INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE
+    );
+    INSERT INTO names (name) SELECT room FROM messages UNION SELECT sender FROM messages;
+    CREATE TABLE messages_by_id (
+        room      INTEGER NOT NULL,
+        seq       INTEGER NOT NULL,
+        sender    INTEGER NOT NULL,
+        client_id TEXT,
+        text      TEXT NOT NULL,
+        ts        INTEGER NOT NULL,
+        PRIMARY KEY (room, seq)
+    ) WITHOUT ROWID;
+    INSERT INTO messages_by_id
+        SELECT r.id, m.seq, s.id, m.client_id, m.text, m.ts
+        FROM messages m JOIN names r ON r.name = m.room JOIN names s ON s.name = m.sender;
+    DROP TABLE messages;
+    ALTER TABLE messages_by_id RENAME TO messages;
+    CREATE UNIQUE INDEX messages_by_client_id
+        ON messages (room, sender, client_id) WHERE client_id IS NOT NULL;",
 ];
 
 /// Why the database could not be opened or used.
@@ -348,6 +373,95 @@ mod tests {
         );
         drop(db);
         Database::open(dir.path()).expect("reopening applies nothing twice");
+    }
+
+    #[tokio::test]
+    async fn a_version_4_file_keeps_its_messages_and_their_dedupe() {
+        use crate::history::{Appended, History, NewMessage, PageLimit, sqlite::SqliteHistory};
+        use shared::{ChatText, ClientMsgId, RoomId, Timestamp, UserName};
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            // Rows as version 4 stored them: room and sender names in every row.
+            let conn = Connection::open(dir.path().join(DB_FILE)).expect("open");
+            for step in &MIGRATIONS[..4] {
+                conn.execute_batch(step).expect("old schema");
+            }
+            conn.execute_batch(
+                "PRAGMA user_version = 4;
+                 INSERT INTO rooms (name, head) VALUES ('lobby', 2), ('team', 1);
+                 INSERT INTO messages VALUES ('lobby', 1, 'ann', 'k1', 'hi', 10);
+                 INSERT INTO messages VALUES ('lobby', 2, 'bob', NULL, 'hey', 11);
+                 INSERT INTO messages VALUES ('team', 1, 'lobby', 'k1', 'a name both ways', 12);",
+            )
+            .expect("rows");
+        }
+        let history = SqliteHistory::new(Database::open(dir.path()).expect("migrates"));
+        let room = |name: &str| RoomId::new(name).expect("room");
+        let all = PageLimit {
+            messages: 10,
+            bytes: usize::MAX,
+        };
+        let read = |name: &'static str| {
+            let history = history.clone();
+            async move {
+                let page = history.read_since(room(name), 0, all).await.expect("read");
+                let rows: Vec<_> = page
+                    .messages
+                    .iter()
+                    .map(|m| {
+                        let id = m.client_id.as_ref().map(|i| i.as_str().to_owned());
+                        let text = m.text.to_string();
+                        (m.seq, m.sender.to_string(), id, text, m.timestamp.unix_ms())
+                    })
+                    .collect();
+                (rows, page.head)
+            }
+        };
+        let kept = |seq, sender: &str, id: Option<&str>, text: &str, ts| {
+            (
+                seq,
+                sender.to_owned(),
+                id.map(str::to_owned),
+                text.to_owned(),
+                ts,
+            )
+        };
+        assert_eq!(
+            read("lobby").await,
+            (
+                vec![
+                    kept(1, "ann", Some("k1"), "hi", 10),
+                    kept(2, "bob", None, "hey", 11)
+                ],
+                2
+            )
+        );
+        assert_eq!(
+            read("team").await,
+            (
+                vec![kept(1, "lobby", Some("k1"), "a name both ways", 12)],
+                1
+            )
+        );
+        let resent = NewMessage {
+            room: room("lobby"),
+            sender: UserName::new("ann").expect("name"),
+            text: ChatText::new("hi").expect("text"),
+            client_id: Some(ClientMsgId::new("k1").expect("id")),
+            origin: 0,
+        };
+        let fresh = NewMessage {
+            client_id: Some(ClientMsgId::new("k2").expect("id")),
+            ..resent.clone()
+        };
+        let out = history
+            .append_batch(vec![resent, fresh], Timestamp::from_unix_ms(20))
+            .await
+            .expect("append");
+        assert!(
+            matches!(&out[..], [Appended::Duplicate(d), Appended::New(n)] if d.seq == 1 && n.seq == 3),
+            "a chat stored before the migration is still known by its id: {out:?}"
+        );
     }
 
     #[test]

@@ -230,8 +230,10 @@ async fn copy_messages(db: &Database, room: &RoomId, w: &mut Writer) -> Result<u
         let page: Vec<Row> = db
             .read(move |c| -> Rows<_> {
                 let mut stmt = c.prepare(
-                    "SELECT seq, sender, client_id, text, ts FROM messages
-                     WHERE room = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+                    "SELECT m.seq, s.name, m.client_id, m.text, m.ts
+                     FROM messages m LEFT JOIN names s ON s.id = m.sender
+                     WHERE m.room = (SELECT id FROM names WHERE name = ?1) AND m.seq > ?2
+                     ORDER BY m.seq LIMIT ?3",
                 )?;
                 let rows = stmt.query_map(rusqlite::params![r, after, CHUNK as i64], |row| {
                     Ok((

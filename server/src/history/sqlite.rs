@@ -3,6 +3,10 @@
 //! Appends run on the database's one writer connection (one transaction, one fsync per batch); replays
 //! read from its reader pool, which WAL lets run while the writer commits. Each room's newest `seq` and
 //! whether it is private are cached for the writer (bounded; reloaded from the table on a miss).
+//!
+//! A message row names its room and sender by their number in the `names` table, not by the strings:
+//! rows and dedupe entries are smaller, so a commit writes fewer pages. The writer keeps the numbers it
+//! used in memory too; reads turn them back into names with a join.
 
 use super::{
     Appended, FRAME_OVERHEAD, History, HistoryError, NewMessage, Page, PageLimit, Retention,
@@ -19,14 +23,33 @@ use std::{
 
 /// Rooms whose head the writer keeps in memory; past this the cache starts over.
 const MAX_CACHED_ROOMS: usize = 10_000;
+/// Room and sender names whose number the writer keeps in memory; past this the cache starts over.
+const MAX_CACHED_NAMES: usize = 50_000;
 
 /// History in the node's SQLite database.
 #[derive(Debug, Clone)]
 pub struct SqliteHistory {
     db: Database,
-    /// Each room's newest `seq` as committed and whether it is private. Only touched while holding the
-    /// database's writer connection, so it always agrees with what that connection committed.
-    rooms: Arc<Mutex<HashMap<RoomId, RoomState>>>,
+    /// Only touched while holding the database's writer connection, so it always agrees with what that
+    /// connection committed.
+    cache: Arc<Mutex<WriterCache>>,
+}
+
+/// What the writer remembers between batches.
+#[derive(Debug, Default)]
+struct WriterCache {
+    /// Each room's newest `seq` as committed and whether it is private.
+    rooms: HashMap<RoomId, RoomState>,
+    /// The number of each room and sender name in `names`.
+    names: HashMap<String, i64>,
+}
+
+impl WriterCache {
+    /// Forgets everything: after a rollback, the cache may be ahead of the database.
+    fn clear(&mut self) {
+        self.rooms.clear();
+        self.names.clear();
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -44,7 +67,7 @@ impl SqliteHistory {
     pub fn new(db: Database) -> Self {
         Self {
             db,
-            rooms: Arc::default(),
+            cache: Arc::default(),
         }
     }
 }
@@ -65,9 +88,37 @@ fn room_state(tx: &Transaction<'_>, room: &RoomId) -> Result<RoomState, HistoryE
     )
 }
 
+/// The number `names` gives `name`, which it is given if it has none yet.
+fn name_id(
+    tx: &Transaction<'_>,
+    names: &mut HashMap<String, i64>,
+    name: &str,
+) -> Result<i64, HistoryError> {
+    if let Some(&id) = names.get(name) {
+        return Ok(id);
+    }
+    let found: Option<i64> = tx
+        .prepare_cached("SELECT id FROM names WHERE name = ?1")?
+        .query_row([name], |r| r.get(0))
+        .optional()?;
+    let id = match found {
+        Some(id) => id,
+        None => {
+            tx.prepare_cached("INSERT INTO names (name) VALUES (?1)")?
+                .execute([name])?;
+            tx.last_insert_rowid()
+        }
+    };
+    if names.len() >= MAX_CACHED_NAMES {
+        names.clear();
+    }
+    names.insert(name.to_owned(), id);
+    Ok(id)
+}
+
 fn append(
     tx: &Transaction<'_>,
-    cache: &mut HashMap<RoomId, RoomState>,
+    cache: &mut WriterCache,
     batch: Vec<NewMessage>,
     now: Timestamp,
 ) -> Result<Vec<Appended>, HistoryError> {
@@ -75,7 +126,7 @@ fn append(
     let mut touched: HashMap<RoomId, RoomState> = HashMap::new();
     for m in &batch {
         if !touched.contains_key(&m.room) {
-            let state = match cache.get(&m.room) {
+            let state = match cache.rooms.get(&m.room) {
                 Some(s) => *s,
                 None => room_state(tx, &m.room)?,
             };
@@ -99,20 +150,20 @@ fn append(
             out.push(Appended::Forbidden);
             continue;
         }
+        let room = name_id(tx, &mut cache.names, m.room.as_str())?;
+        let sender = name_id(tx, &mut cache.names, m.sender.as_str())?;
         let inserted = insert.execute(params![
-            m.room.as_str(),
+            room,
             (state.head + 1) as i64,
-            m.sender.as_str(),
+            sender,
             m.client_id.as_ref().map(ClientMsgId::as_str),
             m.text.as_str(),
             now.unix_ms(),
         ])?;
         if inserted == 0 {
             let id = m.client_id.as_ref().map_or("", ClientMsgId::as_str);
-            let (seq, ts): (i64, i64) = find
-                .query_row(params![m.room.as_str(), m.sender.as_str(), id], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })?;
+            let (seq, ts): (i64, i64) =
+                find.query_row(params![room, sender, id], |r| Ok((r.get(0)?, r.get(1)?)))?;
             out.push(Appended::Duplicate(StoredMessage {
                 room: m.room,
                 seq: seq as Seq,
@@ -139,10 +190,10 @@ fn append(
     for (room, state) in &touched {
         set_head.execute(params![room.as_str(), state.head as i64])?;
     }
-    if cache.len() + touched.len() > MAX_CACHED_ROOMS {
-        cache.clear();
+    if cache.rooms.len() + touched.len() > MAX_CACHED_ROOMS {
+        cache.rooms.clear();
     }
-    cache.extend(touched);
+    cache.rooms.extend(touched);
     Ok(out)
 }
 
@@ -159,9 +210,13 @@ fn prune(tx: &Transaction<'_>, retention: Retention, now: Timestamp) -> Result<u
     // and within a room a later `seq` is never stored earlier (one writer stamps each batch), so the
     // first message new enough ends the old ones. Were the clock ever set back, a room would keep its
     // messages until the later-stamped ones age out: retention errs towards keeping, never deleting.
-    let mut first_new =
-        tx.prepare("SELECT seq FROM messages WHERE room = ?1 AND ts >= ?2 ORDER BY seq LIMIT 1")?;
-    let mut delete = tx.prepare("DELETE FROM messages WHERE room = ?1 AND seq < ?2")?;
+    let mut first_new = tx.prepare(
+        "SELECT seq FROM messages WHERE room = (SELECT id FROM names WHERE name = ?1) AND ts >= ?2 \
+         ORDER BY seq LIMIT 1",
+    )?;
+    let mut delete = tx.prepare(
+        "DELETE FROM messages WHERE room = (SELECT id FROM names WHERE name = ?1) AND seq < ?2",
+    )?;
     let mut deleted = 0;
     for (room, head) in heads {
         let mut keep_from = if retention.count > 0 {
@@ -205,16 +260,22 @@ fn read_page(
         .optional()?;
     let head = head.map_or(0, |h| h as Seq);
     let first: Option<i64> = tx
-        .prepare_cached("SELECT MIN(seq) FROM messages WHERE room = ?1")?
+        .prepare_cached(
+            "SELECT MIN(seq) FROM messages WHERE room = (SELECT id FROM names WHERE name = ?1)",
+        )?
         .query_row([room.as_str()], |r| r.get(0))?;
     let first_retained = first.map_or(head + 1, |f| f as Seq);
     let (sql, bound) = match from {
         From::After(seq) => (
-            "SELECT seq, sender, client_id, text, ts FROM messages WHERE room = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+            "SELECT m.seq, s.name, m.client_id, m.text, m.ts FROM messages m LEFT JOIN names s \
+             ON s.id = m.sender WHERE m.room = (SELECT id FROM names WHERE name = ?1) AND m.seq > ?2 \
+             ORDER BY m.seq LIMIT ?3",
             seq,
         ),
         From::Before(seq) => (
-            "SELECT seq, sender, client_id, text, ts FROM messages WHERE room = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3",
+            "SELECT m.seq, s.name, m.client_id, m.text, m.ts FROM messages m LEFT JOIN names s \
+             ON s.id = m.sender WHERE m.room = (SELECT id FROM names WHERE name = ?1) AND m.seq < ?2 \
+             ORDER BY m.seq DESC LIMIT ?3",
             seq,
         ),
     };
@@ -237,7 +298,10 @@ fn read_page(
         messages.push(StoredMessage {
             room: room.clone(),
             seq: row.get::<_, i64>(0)? as Seq,
-            sender: UserName::new(row.get::<_, String>(1)?).map_err(|e| corrupt(e.to_string()))?,
+            sender: row
+                .get::<_, Option<String>>(1)?
+                .ok_or_else(|| corrupt("a sender number without a name".to_owned()))
+                .and_then(|s| UserName::new(s).map_err(|e| corrupt(e.to_string())))?,
             text: ChatText::new(text).map_err(|e| corrupt(e.to_string()))?,
             timestamp: Timestamp::from_unix_ms(row.get(4)?),
             client_id: row
@@ -290,15 +354,15 @@ impl History for SqliteHistory {
         batch: Vec<NewMessage>,
         now: Timestamp,
     ) -> BoxFuture<'_, Result<Vec<Appended>, HistoryError>> {
-        let rooms = Arc::clone(&self.rooms);
+        let cache = Arc::clone(&self.cache);
         Box::pin(async move {
             let result = self
                 .db
-                .write(move |tx| append(tx, &mut lock(&rooms), batch, now))
+                .write(move |tx| append(tx, &mut lock(&cache), batch, now))
                 .await;
             if result.is_err() {
-                // Rolled back (or the commit failed): the cache may be ahead of the database.
-                lock(&self.rooms).clear();
+                // Rolled back (or the commit failed).
+                lock(&self.cache).clear();
             }
             result
         })
@@ -342,7 +406,7 @@ impl History for SqliteHistory {
         owner: UserName,
         private: bool,
     ) -> BoxFuture<'_, Result<bool, HistoryError>> {
-        let rooms = Arc::clone(&self.rooms);
+        let cache = Arc::clone(&self.cache);
         Box::pin(self.db.write(move |tx| {
             let created = tx.execute(
                 "INSERT INTO rooms (name, head, private, owner) VALUES (?1, 0, ?2, ?3) ON CONFLICT DO NOTHING",
@@ -354,7 +418,7 @@ impl History for SqliteHistory {
                     params![room.as_str(), owner.as_str()],
                 )?;
             }
-            lock(&rooms).remove(&room);
+            lock(&cache).rooms.remove(&room);
             Ok(created)
         }))
     }
@@ -729,15 +793,16 @@ mod tests {
             .await
             .expect("append");
         assert_eq!(seqs(&out), vec![(true, 1)]);
+        // "cat" is a name the failed batch numbers, and the rollback takes back.
         let failed = h
             .append_batch(
-                vec![msg("a", "ann", "2", None), msg("a", "ann", "boom", None)],
+                vec![msg("a", "cat", "2", None), msg("a", "ann", "boom", None)],
                 now,
             )
             .await;
         assert!(failed.is_err(), "the whole batch fails");
         let out = h
-            .append_batch(vec![msg("a", "ann", "2", None)], now)
+            .append_batch(vec![msg("a", "cat", "2", None)], now)
             .await
             .expect("append");
         assert_eq!(
@@ -749,8 +814,16 @@ mod tests {
             .read_since(RoomId::new("a").expect("room"), 0, up_to(10))
             .await
             .expect("read");
-        let texts: Vec<_> = page.messages.iter().map(|m| m.text.as_str()).collect();
-        assert_eq!(texts, vec!["1", "2"]);
+        let read: Vec<_> = page
+            .messages
+            .iter()
+            .map(|m| (m.sender.as_str(), m.text.as_str()))
+            .collect();
+        assert_eq!(
+            read,
+            vec![("ann", "1"), ("cat", "2")],
+            "the sender's name numbered again, not the number the rollback took back"
+        );
     }
 
     #[tokio::test]
