@@ -159,6 +159,30 @@ async fn chat_goes_pending_then_sent_and_reaches_another_connection() {
 }
 
 #[wasm_bindgen_test]
+async fn message_ids_start_with_the_time_so_later_ones_sort_after() {
+    let offline = start(config(CLOSED_URL, "ids"));
+    let before = js_sys::Date::now();
+    offline.send(RoomId::lobby(), ChatText::new("first").expect("valid"));
+    let after = js_sys::Date::now();
+    wait_until("the clock to move on", || js_sys::Date::now() > after).await;
+    offline.send(RoomId::lobby(), ChatText::new("second").expect("valid"));
+    let ids: Vec<String> = offline.state().store.with_untracked(|s| {
+        s.outbox()
+            .iter()
+            .map(|m| m.id.as_str().to_owned())
+            .collect()
+    });
+    offline.close();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert!(ids[0] < ids[1], "a later id sorts after: {ids:?}");
+    let ms = u64::from_str_radix(&ids[0][..12], 16).expect("12 hex digits of time") as f64;
+    assert!(
+        (before..=after).contains(&ms),
+        "{ms} is when it was sent ({before} to {after})"
+    );
+}
+
+#[wasm_bindgen_test]
 async fn message_typed_while_offline_is_sent_after_connecting() {
     let offline = start(config(CLOSED_URL, "offline"));
     let text = format!("typed while offline {}", unique());

@@ -232,13 +232,14 @@ pub fn stamp(sent_us: u64, sender: usize, n: u64, pad_to: usize) -> String {
 }
 
 /// The client id of a sender's chat number `n` sent at `sent_us`: the ack carries its send time back.
+/// Ids grow with time, as the web client's do (the server's dedupe index is laid out for that).
 pub fn chat_id(n: u64, sent_us: u64) -> String {
-    format!("{n}-{sent_us}")
+    format!("{sent_us:016}-{n}")
 }
 
 /// The send time in a [`chat_id`].
 pub fn id_sent_us(id: &str) -> Option<u64> {
-    id.split_once('-')?.1.parse().ok()
+    id.split_once('-')?.0.parse().ok()
 }
 
 /// The send time, sender and number of a generated chat's text.
@@ -328,5 +329,9 @@ mod tests {
         assert_eq!(unstamp(&stamp(17, 3, 0, 40)), Some((17, 3, 0)));
         assert_eq!(stamp(17, 3, 0, 40).len(), 40);
         assert_eq!(id_sent_us(&chat_id(7, 1234)), Some(1234));
+        assert!(
+            chat_id(9, 999) < chat_id(1, 1000),
+            "ids sort by send time, as the web client's do"
+        );
     }
 }

@@ -221,8 +221,13 @@ impl Connection {
     }
 }
 
-/// A fresh message id: 16 random hex digits (64 bits, so ids do not collide in practice).
+/// A fresh message id: the time in milliseconds (12 hex digits) and 32 random bits (8 more).
+///
+/// Ids that grow with time keep the server's dedupe index appending at the end of the room's part
+/// instead of writing a page for each sender. The random part keeps two tabs sending in the same
+/// millisecond apart.
 fn new_message_id() -> ClientMsgId {
-    let word = || (js_sys::Math::random() * 4_294_967_296.0) as u32;
-    ClientMsgId::new(format!("{:08x}{:08x}", word(), word())).expect("16 hex digits are a valid id")
+    let now_ms = js_sys::Date::now() as u64;
+    let random = (js_sys::Math::random() * 4_294_967_296.0) as u32;
+    ClientMsgId::new(format!("{now_ms:012x}{random:08x}")).expect("20 hex digits are a valid id")
 }
