@@ -89,7 +89,7 @@ const MIGRATIONS: &[&str] = &[
     "DROP INDEX IF EXISTS messages_by_time;",
     // 5: a message names its room and sender by a number from `names` instead of repeating both strings
     // in its row and in the dedupe index's entry. A stored chat took 183 bytes (a 16-character room,
-    // a 22-character guest name); it now takes about 110, so every commit writes fewer WAL pages and
+    // a 22-character guest name); it now takes 99, so every commit writes fewer WAL pages and
     // every checkpoint copies fewer (a tenth less CPU per acked chat). Names are never deleted.
     // The dedupe index puts the client id before the sender: clients make ids that grow with time, so
     // a busy room's new entries all go to the end of its part of the index, one page per commit, not

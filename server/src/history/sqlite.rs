@@ -40,7 +40,8 @@ pub struct SqliteHistory {
 struct WriterCache {
     /// Each room's newest `seq` as committed and whether it is private.
     rooms: HashMap<RoomId, RoomState>,
-    /// The number of each room and sender name in `names`.
+    /// The number of each room and sender name in `names`. Committed names are never deleted, so only
+    /// a rollback can make an entry wrong.
     names: HashMap<String, i64>,
 }
 
