@@ -19,7 +19,9 @@ pub enum ClientMessage {
         /// Where to say it; `lobby` when absent.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         room: Option<RoomId>,
-        /// The client's id for this message, for acknowledgement and deduplication.
+        /// The client's id for this message, for acknowledgement and deduplication. Any id works; ids
+        /// that grow with time (the web client's start with the time in milliseconds) are the cheapest
+        /// for the server to store.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<ClientMsgId>,
     },
