@@ -151,7 +151,7 @@ pub struct HistoryEntry {
 
 /// A frame the server sends.
 ///
-/// Read through [`ServerFrame`], one flat set of optional fields, instead of serde's derive for an
+/// Read through `ServerFrame`, one flat set of optional fields, instead of serde's derive for an
 /// internally tagged enum: the same JSON is accepted, for a fifth of the code in the browser's wasm.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", try_from = "ServerFrame")]
