@@ -422,7 +422,11 @@ mod tests {
         let first = block();
         for _ in 0..8 {
             assert!(!verify(&ours, "wrong horse"));
-            assert_eq!(block(), first, "every hash on this thread works in the same memory");
+            assert_eq!(
+                block(),
+                first,
+                "every hash on this thread works in the same memory"
+            );
         }
     }
 }
