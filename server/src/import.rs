@@ -38,6 +38,16 @@ pub enum ImportError {
     /// Redis already holds chat data.
     #[error("redis already holds chat data (key {0}); import only into an empty one")]
     NotEmpty(String),
+    /// A stored message's sender number has no name in the database.
+    #[error(
+        "message {seq} of room {room} has a sender number without a name; nothing more was copied"
+    )]
+    Corrupt {
+        /// The room.
+        room: String,
+        /// The message.
+        seq: i64,
+    },
 }
 
 /// What was copied.
@@ -222,7 +232,7 @@ pub async fn into_redis(data_dir: &Path, url: &str) -> Result<Imported, ImportEr
 
 /// Copies `room`'s messages, a page at a time, in `seq` order.
 async fn copy_messages(db: &Database, room: &RoomId, w: &mut Writer) -> Result<usize, ImportError> {
-    type Row = (i64, String, Option<String>, String, i64);
+    type Row = (i64, Option<String>, Option<String>, String, i64);
     let mut after = 0i64;
     let mut copied = 0;
     loop {
@@ -251,6 +261,10 @@ async fn copy_messages(db: &Database, room: &RoomId, w: &mut Writer) -> Result<u
             return Ok(copied);
         };
         for (seq, sender, client_id, text, ts) in page {
+            let sender = sender.ok_or_else(|| ImportError::Corrupt {
+                room: room.to_string(),
+                seq,
+            })?;
             let id = client_id.unwrap_or_default();
             w.push(
                 redis::cmd("XADD")

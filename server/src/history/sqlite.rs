@@ -6,7 +6,8 @@
 //!
 //! A message row names its room and sender by their number in the `names` table, not by the strings:
 //! rows and dedupe entries are smaller, so a commit writes fewer pages. The writer keeps the numbers it
-//! used in memory too; reads turn them back into names with a join.
+//! used in memory too; reads turn them back into names with a join. Names no message uses any more
+//! (retention deleted their last one) are swept at most once a day, beside the relay.
 
 use super::{
     Appended, FRAME_OVERHEAD, History, HistoryError, NewMessage, Page, PageLimit, Retention,
@@ -17,14 +18,17 @@ use futures_util::future::BoxFuture;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use shared::{ChatText, ClientMsgId, RoomId, RoomSummary, Seq, Timestamp, UserName};
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{Arc, Mutex, MutexGuard},
+    time::Duration,
 };
 
 /// Rooms whose head the writer keeps in memory; past this the cache starts over.
 const MAX_CACHED_ROOMS: usize = 10_000;
 /// Room and sender names whose number the writer keeps in memory; past this the cache starts over.
 const MAX_CACHED_NAMES: usize = 50_000;
+/// Least time between two sweeps of unused names (each reads the whole messages table once).
+const SWEEP_NAMES_EVERY: Duration = Duration::from_secs(24 * 3600);
 
 /// History in the node's SQLite database.
 #[derive(Debug, Clone)]
@@ -33,6 +37,17 @@ pub struct SqliteHistory {
     /// Only touched while holding the database's writer connection, so it always agrees with what that
     /// connection committed.
     cache: Arc<Mutex<WriterCache>>,
+    /// When names were last swept, and whether retention has deleted messages since.
+    sweep: Arc<Mutex<Sweep>>,
+}
+
+#[derive(Debug, Default)]
+struct Sweep {
+    last: Option<Timestamp>,
+    deleted_since: bool,
+    /// The last sweep's task: it runs beside the relay, whose retention step would otherwise wait for
+    /// its read of the whole messages table.
+    running: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// What the writer remembers between batches.
@@ -40,16 +55,23 @@ pub struct SqliteHistory {
 struct WriterCache {
     /// Each room's newest `seq` as committed and whether it is private.
     rooms: HashMap<RoomId, RoomState>,
-    /// The number of each room and sender name in `names`. Committed names are never deleted, so only
-    /// a rollback can make an entry wrong.
+    /// The number of each room and sender name in `names`. Names are deleted only by a sweep, which
+    /// clears this in the same transaction, so only a rollback can make an entry wrong.
     names: HashMap<String, i64>,
+    /// An append ran and its commit has not been seen to succeed: the cache may be ahead of the
+    /// database, and the next append starts over.
+    unsettled: bool,
+    /// While a sweep of unused names runs: every name number the writer used since it began.
+    noted: Option<HashSet<i64>>,
 }
 
 impl WriterCache {
-    /// Forgets everything: after a rollback, the cache may be ahead of the database.
+    /// Forgets the rooms and names: after a rollback, they may be ahead of the database. (Not `noted`:
+    /// a sweep must still spare the names that committed appends used.)
     fn clear(&mut self) {
         self.rooms.clear();
         self.names.clear();
+        self.unsettled = false;
     }
 }
 
@@ -69,7 +91,55 @@ impl SqliteHistory {
         Self {
             db,
             cache: Arc::default(),
+            sweep: Arc::default(),
         }
+    }
+
+    /// Deletes the names no message uses any more, and returns how many went; a name that comes back
+    /// later gets a new number. The messages are read from a snapshot, without holding the writer; a
+    /// name the writer uses meanwhile is spared. One runs at a time ([`History::prune`] starts them).
+    async fn sweep_names(&self) -> Result<u64, HistoryError> {
+        // In a write: appends committed before it are in the snapshot read next, and the writer notes
+        // the names of every append after it.
+        let cache = Arc::clone(&self.cache);
+        self.db
+            .write(move |_| {
+                lock(&cache).noted = Some(HashSet::new());
+                Ok::<_, HistoryError>(())
+            })
+            .await?;
+        let used: Result<HashSet<i64>, HistoryError> = self
+            .db
+            .read(|c| {
+                let mut stmt =
+                    c.prepare("SELECT room FROM messages UNION SELECT sender FROM messages")?;
+                let used = stmt
+                    .query_map([], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?;
+                Ok(used)
+            })
+            .await;
+        let cache = Arc::clone(&self.cache);
+        self.db
+            .write(move |tx| {
+                let mut cache = lock(&cache);
+                let noted = cache.noted.take().unwrap_or_default();
+                let used = used?;
+                let ids: Vec<i64> = tx
+                    .prepare("SELECT id FROM names")?
+                    .query_map([], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?;
+                let mut delete = tx.prepare("DELETE FROM names WHERE id = ?1")?;
+                let mut deleted = 0;
+                for id in ids {
+                    if !used.contains(&id) && !noted.contains(&id) {
+                        deleted += delete.execute([id])? as u64;
+                    }
+                }
+                cache.names.clear();
+                Ok(deleted)
+            })
+            .await
     }
 }
 
@@ -123,6 +193,10 @@ fn append(
     batch: Vec<NewMessage>,
     now: Timestamp,
 ) -> Result<Vec<Appended>, HistoryError> {
+    if cache.unsettled {
+        cache.clear();
+    }
+    cache.unsettled = true;
     let mut out = Vec::with_capacity(batch.len());
     let mut touched: HashMap<RoomId, RoomState> = HashMap::new();
     for m in &batch {
@@ -153,6 +227,9 @@ fn append(
         }
         let room = name_id(tx, &mut cache.names, m.room.as_str())?;
         let sender = name_id(tx, &mut cache.names, m.sender.as_str())?;
+        if let Some(noted) = &mut cache.noted {
+            noted.extend([room, sender]);
+        }
         let inserted = insert.execute(params![
             room,
             (state.head + 1) as i64,
@@ -361,9 +438,10 @@ impl History for SqliteHistory {
                 .db
                 .write(move |tx| append(tx, &mut lock(&cache), batch, now))
                 .await;
-            if result.is_err() {
+            match &result {
+                Ok(_) => lock(&self.cache).unsettled = false,
                 // Rolled back (or the commit failed).
-                lock(&self.cache).clear();
+                Err(_) => lock(&self.cache).clear(),
             }
             result
         })
@@ -398,7 +476,28 @@ impl History for SqliteHistory {
         retention: Retention,
         now: Timestamp,
     ) -> BoxFuture<'_, Result<u64, HistoryError>> {
-        Box::pin(self.db.write(move |tx| prune(tx, retention, now)))
+        Box::pin(async move {
+            let deleted = self.db.write(move |tx| prune(tx, retention, now)).await?;
+            let mut sweep = lock(&self.sweep);
+            sweep.deleted_since |= deleted > 0;
+            let every = SWEEP_NAMES_EVERY.as_millis() as i64;
+            let since = sweep
+                .last
+                .map(|last| now.unix_ms().saturating_sub(last.unix_ms()));
+            let idle = sweep.running.as_ref().is_none_or(|r| r.is_finished());
+            if sweep.deleted_since && idle && since.is_none_or(|ms| ms >= every) {
+                sweep.last = Some(now);
+                sweep.deleted_since = false;
+                let history = self.clone();
+                sweep.running = Some(tokio::spawn(async move {
+                    match history.sweep_names().await {
+                        Ok(swept) => tracing::debug!(swept, "unused names deleted"),
+                        Err(e) => tracing::warn!(error = %e, "sweeping unused names failed"),
+                    }
+                }));
+            }
+            Ok(deleted)
+        })
     }
 
     fn create_room(
@@ -697,6 +796,128 @@ mod tests {
             seqs(&out),
             vec![(true, 11)],
             "seq keeps counting after pruning"
+        );
+    }
+
+    impl SqliteHistory {
+        /// Waits for the sweep the last prune started, if it started one.
+        async fn swept(&self) {
+            let running = lock(&self.sweep).running.take();
+            if let Some(running) = running {
+                running.await.expect("sweep task");
+            }
+        }
+    }
+
+    fn names(h: &SqliteHistory) -> Vec<String> {
+        rusqlite::Connection::open(h.db.path())
+            .expect("open")
+            .prepare("SELECT name FROM names ORDER BY name")
+            .expect("prepare")
+            .query_map([], |r| r.get(0))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("names")
+    }
+
+    async fn senders_and_texts(h: &SqliteHistory, room: &str) -> Vec<(String, String)> {
+        let page = h
+            .read_since(RoomId::new(room).expect("room"), 0, up_to(1000))
+            .await
+            .expect("read");
+        page.messages
+            .iter()
+            .map(|m| (m.sender.to_string(), m.text.to_string()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn names_whose_last_message_retention_deleted_are_swept_once_a_day() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let h = open(dir.path());
+        let keep1 = Retention {
+            count: 1,
+            age: Duration::ZERO,
+        };
+        let t0 = Timestamp::from_unix_ms(1_000);
+        h.append_batch(vec![msg("a", "ann", "1", None)], t0)
+            .await
+            .expect("append");
+        h.append_batch(vec![msg("a", "bob", "2", None)], t0)
+            .await
+            .expect("append");
+        assert_eq!(h.prune(keep1, t0).await.expect("prune"), 1);
+        h.swept().await;
+        assert_eq!(
+            names(&h),
+            ["a", "bob"],
+            "ann's only message went, and her name"
+        );
+
+        h.append_batch(vec![msg("a", "ann", "3", None)], t0)
+            .await
+            .expect("append");
+        assert_eq!(
+            senders_and_texts(&h, "a").await,
+            [("bob", "2"), ("ann", "3")].map(|(s, t)| (s.to_owned(), t.to_owned())),
+            "a swept name that comes back is numbered anew"
+        );
+        assert_eq!(names(&h), ["a", "ann", "bob"]);
+
+        let an_hour_on = Timestamp::from_unix_ms(t0.unix_ms() + 3_600_000);
+        h.append_batch(vec![msg("a", "cat", "4", None)], an_hour_on)
+            .await
+            .expect("append");
+        assert_eq!(h.prune(keep1, an_hour_on).await.expect("prune"), 2);
+        h.swept().await;
+        assert_eq!(
+            names(&h),
+            ["a", "ann", "bob", "cat"],
+            "not a day since the last sweep: unused names wait"
+        );
+        let a_day_on = Timestamp::from_unix_ms(t0.unix_ms() + 86_400_000);
+        assert_eq!(h.prune(keep1, a_day_on).await.expect("prune"), 0);
+        h.swept().await;
+        assert_eq!(names(&h), ["a", "cat"]);
+        assert_eq!(
+            senders_and_texts(&h, "a").await,
+            [("cat".to_owned(), "4".to_owned())]
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_sweep_spares_the_names_of_chats_stored_while_it_runs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let h = open(dir.path());
+        let now = Timestamp::from_unix_ms(1_000);
+        // New senders chat while sweeps run over and over: each sweep reads the messages in one
+        // snapshot and deletes in a later write, and chats stored in between use names it did not see.
+        let writer = {
+            let h = h.clone();
+            tokio::spawn(async move {
+                for i in 0..300 {
+                    let sender = format!("s{i}");
+                    h.append_batch(vec![msg("b", &sender, "hi", None)], now)
+                        .await
+                        .expect("append");
+                }
+            })
+        };
+        while !writer.is_finished() {
+            h.sweep_names().await.expect("sweep");
+        }
+        writer.await.expect("writer");
+        h.sweep_names().await.expect("sweep");
+        let read = senders_and_texts(&h, "b").await;
+        assert_eq!(
+            read.len(),
+            300,
+            "every chat reads back with its sender's name"
+        );
+        assert!(
+            read.iter()
+                .enumerate()
+                .all(|(i, (s, _))| *s == format!("s{i}"))
         );
     }
 
