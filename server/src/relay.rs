@@ -124,9 +124,7 @@ async fn run(
                 if batch.len() < MAX_BATCH && next_commit > tokio::time::Instant::now() {
                     // Too soon after the last commit: what queues meanwhile joins this one.
                     tokio::time::sleep_until(next_commit).await;
-                    while batch.len() < MAX_BATCH && let Ok(request) = rx.try_recv() {
-                        batch.push(request);
-                    }
+                    take_waiting(&mut rx, &mut batch);
                 }
                 next_commit = tokio::time::Instant::now() + commit_interval;
                 store_and_publish(std::mem::take(&mut batch), history.as_ref(), &sequencer, &metrics).await;
@@ -156,17 +154,22 @@ async fn gather(rx: &mut mpsc::Receiver<AppendRequest>, batch: &mut Vec<AppendRe
         if batch.len() >= MAX_BATCH {
             return;
         }
-        let before = batch.len();
         tokio::task::yield_now().await;
-        while batch.len() < MAX_BATCH
-            && let Ok(request) = rx.try_recv()
-        {
-            batch.push(request);
-        }
-        if batch.len() == before {
+        if take_waiting(rx, batch) == 0 {
             return;
         }
     }
+}
+
+/// Moves the requests waiting in `rx` into `batch`, up to [`MAX_BATCH`]; returns how many it took.
+fn take_waiting(rx: &mut mpsc::Receiver<AppendRequest>, batch: &mut Vec<AppendRequest>) -> usize {
+    let before = batch.len();
+    while batch.len() < MAX_BATCH
+        && let Ok(request) = rx.try_recv()
+    {
+        batch.push(request);
+    }
+    batch.len() - before
 }
 
 async fn store_and_publish(

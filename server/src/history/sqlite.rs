@@ -71,7 +71,6 @@ impl WriterCache {
     fn clear(&mut self) {
         self.rooms.clear();
         self.names.clear();
-        self.unsettled = false;
     }
 }
 
@@ -438,11 +437,10 @@ impl History for SqliteHistory {
                 .db
                 .write(move |tx| append(tx, &mut lock(&cache), batch, now))
                 .await;
-            match &result {
-                Ok(_) => lock(&self.cache).unsettled = false,
-                // Rolled back (or the commit failed).
-                Err(_) => lock(&self.cache).clear(),
+            if result.is_ok() {
+                lock(&self.cache).unsettled = false;
             }
+            // Rolled back (or the commit failed): the next append starts over.
             result
         })
     }
